@@ -1,0 +1,322 @@
+"""Image grids that let a clinician *see* what ENRICH does.
+
+- :func:`picks_grid`: the first images each strategy adds to the shared seed set, one row
+  per strategy (ENRICH's picks look different from each other; random's repeat).
+- :func:`duplicates_grid`: the most redundant near-duplicate groups, one row per group.
+
+Both draw plain arrays. The helpers :func:`first_picks`, :func:`duplicate_examples` and
+:func:`load_images` get the ids and pixels from a benchmark run and its workspace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from enrich.errors import EnrichError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "duplicate_examples",
+    "duplicates_grid",
+    "first_picks",
+    "image_grid",
+    "load_images",
+    "picks_grid",
+]
+
+
+def _display(img: np.ndarray) -> np.ndarray:
+    """(H, W) or (H, W, C) → float in [0, 1] for imshow, scaled per image (min–max)."""
+    a = np.asarray(img, dtype=np.float64)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3, 4):
+        a = np.moveaxis(a, 0, -1)  # channels-first → channels-last
+        if a.shape[-1] == 1:
+            a = a[..., 0]
+    if a.ndim not in (2, 3):
+        raise EnrichError(
+            f"cannot show an image of shape {np.shape(img)}; expected (H, W) or (H, W, 3)"
+        )
+    finite = np.isfinite(a)
+    if not finite.any():
+        return np.zeros(a.shape[:2])
+    lo, hi = float(a[finite].min()), float(a[finite].max())
+    out = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+    return np.clip(np.nan_to_num(out), 0.0, 1.0)
+
+
+def image_grid(
+    rows: Sequence[tuple[str, Sequence[np.ndarray]]],
+    *,
+    captions: Sequence[Sequence[str]] | None = None,
+    cell: float = 1.25,
+    title: str | None = None,
+) -> Figure:
+    """A grid of images, one labelled row per entry of `rows`.
+
+    Parameters
+    ----------
+    rows : sequence of (str, sequence of ndarray)
+        Row label and its images, each (H, W) grayscale or (H, W, 3) colour.
+    captions : sequence of sequence of str, optional
+        A short caption under each image (same shape as the images in `rows`).
+    cell : float
+        Size of one image in inches.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    Figure
+
+    Examples
+    --------
+    >>> fig = image_grid([("a", [np.zeros((4, 4)), np.eye(4)])])
+    >>> len(fig.axes)
+    2
+    """
+    if not rows or all(len(imgs) == 0 for _, imgs in rows):
+        raise EnrichError("no images to show in the grid")
+    ncols = max(len(imgs) for _, imgs in rows)
+    nrows = len(rows)
+    fig = Figure(
+        figsize=(cell * ncols + 1.3, cell * nrows + (0.45 if title else 0.15) + 0.2 * nrows)
+    )
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for r, (label, imgs) in enumerate(rows):
+        for c in range(ncols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(imgs):
+                ax.set_axis_off()
+                continue
+            img = _display(imgs[c])
+            ax.imshow(
+                img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest"
+            )
+            if captions is not None and c < len(captions[r]):
+                ax.set_xlabel(captions[r][c], fontsize=7)
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+        axes[r][0].set_ylabel(label, fontsize=9, rotation=0, ha="right", va="center", labelpad=6)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(left=1.2 / fig.get_figwidth(), right=0.99, wspace=0.08, hspace=0.35)
+    return fig
+
+
+def picks_grid(
+    images: Mapping[str, Sequence[np.ndarray]],
+    *,
+    captions: Mapping[str, Sequence[str]] | None = None,
+) -> Figure:
+    """The first images each strategy adds to the seed set, one row per strategy.
+
+    Parameters
+    ----------
+    images : mapping of str to sequence of ndarray
+        Strategy name → its first picks, in order.
+    captions : mapping of str to sequence of str, optional
+        Strategy name → a caption per image (e.g. the patient id).
+    """
+    names = {"enrich": "ENRICH", "random": "Random"}
+    rows = [(names.get(k, k), list(v)) for k, v in images.items()]
+    caps = [list(captions.get(k, [])) for k in images] if captions is not None else None
+    return image_grid(rows, captions=caps, title="First images added to the shared starting set")
+
+
+def duplicates_grid(
+    groups: Sequence[Sequence[np.ndarray]],
+    *,
+    captions: Sequence[Sequence[str]] | None = None,
+) -> Figure:
+    """The most redundant near-duplicate groups, one row per group.
+
+    Parameters
+    ----------
+    groups : sequence of sequence of ndarray
+        Images of each group, most redundant group first.
+    captions : sequence of sequence of str, optional
+        A caption per image (e.g. its similarity to its nearest neighbour).
+    """
+    rows = [(f"group {i + 1}", list(g)) for i, g in enumerate(groups)]
+    return image_grid(rows, captions=captions, title="Near-duplicate images (most redundant first)")
+
+
+# --------------------------------------------------------------------------- data
+
+
+def first_picks(
+    subsets: pd.DataFrame,
+    *,
+    k: int = 8,
+    init: int | None = None,
+    strategies: Sequence[str] | None = None,
+) -> dict[str, list[str]]:
+    """The first `k` ids each strategy adds beyond the seed set shared by all strategies.
+
+    Within one initialization every strategy starts from the same random seed set. At the
+    smallest size where the strategies' subsets differ, each strategy's picks are its ids
+    that are not in every strategy's subset (the shared ones are the seed and any common
+    picks), in the order they appear in ``subsets.parquet`` (the selection order when the
+    benchmark writes subsets in rank order).
+
+    Parameters
+    ----------
+    subsets : DataFrame
+        ``strategy, init, size, id``.
+    k : int
+        How many picks per strategy.
+    init : int, optional
+        Which initialization (default: the smallest).
+    strategies : sequence of str, optional
+        Which strategies (default: all but ``full``, ENRICH first).
+
+    Returns
+    -------
+    dict of str to list of str
+        Strategy → up to `k` ids. Empty when there is only one strategy.
+    """
+    from enrich.evaluate.stats import FULL
+    from enrich.evaluate.stats import strategies as ordered
+
+    sub = subsets.copy()
+    if "init" not in sub.columns:
+        sub["init"] = 0
+    sub["id"] = sub["id"].astype(str)
+    sub = sub.loc[sub["strategy"] != FULL]
+    if sub.empty:
+        return {}
+    init = int(sub["init"].min()) if init is None else init
+    sub = sub.loc[sub["init"] == init]
+    names = list(strategies) if strategies is not None else ordered(sub)
+    if len(names) < 2:
+        return {}
+    for size in sorted(set(sub["size"])):
+        at = sub.loc[sub["size"] == size]
+        sets = {n: at.loc[at["strategy"] == n, "id"].tolist() for n in names}
+        if any(len(v) == 0 for v in sets.values()):
+            continue
+        common = set.intersection(*(set(v) for v in sets.values()))
+        picks = {n: [i for i in v if i not in common][:k] for n, v in sets.items()}
+        if all(picks.values()):
+            return picks
+    return {}
+
+
+def duplicate_examples(
+    result: Any,
+    ids: Sequence[str] | np.ndarray,
+    *,
+    n_groups: int = 4,
+    max_size: int = 8,
+) -> list[list[tuple[str, float]]]:
+    """The most redundant near-duplicate groups, as (id, max similarity) lists.
+
+    Uses the near-duplicate groups of a :class:`enrich.redundancy.RedundancyResult`
+    (images linked by similarity ≥ its ``group_threshold``), largest group first; within a
+    group the most redundant images come first, at most `max_size`. When no group exists
+    at that threshold, the most similar pairs (an image and its nearest neighbour) are
+    shown instead.
+
+    Parameters
+    ----------
+    result : RedundancyResult
+        From :func:`enrich.redundancy` on the embeddings of `ids`.
+    ids : sequence of str of shape (n_images,)
+        Image ids, in the order of the embeddings.
+    n_groups : int
+        How many groups.
+    max_size : int
+        At most this many images per group.
+
+    Returns
+    -------
+    list of list of (id, max_similarity)
+        Most redundant group first.
+    """
+    ids = np.asarray(ids).astype(str)
+    sim = np.asarray(result.max_similarity, dtype=float)  # (N,)
+    nearest = np.asarray(result.nearest, dtype=np.int64)  # (N,)
+    if len(ids) != len(sim):
+        raise EnrichError(
+            f"{len(ids)} ids but {len(sim)} redundancy values; expected one per image"
+        )
+    groups: list[np.ndarray] = list(result.groups())[:n_groups]
+    if not groups:
+        seen: set[int] = set()
+        for i in np.argsort(-sim, kind="stable").tolist():
+            j = int(nearest[i])
+            if len(groups) >= n_groups:
+                break
+            if i in seen or j in seen or not 0 <= j < len(ids):
+                continue
+            seen.update((i, j))
+            groups.append(np.array([i, j]))
+    out = []
+    for g in groups:
+        members = sorted(np.asarray(g).tolist(), key=lambda m: (-sim[m], m))[:max_size]
+        out.append([(str(ids[m]), float(sim[m])) for m in members])
+    return out
+
+
+def load_images(
+    manifest: pd.DataFrame, ids: Sequence[str], *, size: int = 64
+) -> dict[str, np.ndarray]:
+    """Read the images of `ids` from their sources, via :func:`enrich.io.read_frames`.
+
+    Parameters
+    ----------
+    manifest : DataFrame
+        The workspace manifest (``id, source_path, frame, ...``).
+    ids : sequence of str
+        Which images.
+    size : int
+        Thumbnails are resized to ``size × size`` (the embedding preprocessing).
+
+    Returns
+    -------
+    dict of str to ndarray of shape (size, size)
+        Missing or unreadable images are absent.
+    """
+    from enrich.io import read_frames
+
+    wanted = [str(i) for i in ids]
+    man = manifest.assign(id=manifest["id"].astype(str))
+    rows = man.set_index("id").loc[[i for i in wanted if i in set(man["id"])]].reset_index()
+    out: dict[str, np.ndarray] = {}
+    if rows.empty:
+        return out
+    for item in read_frames(rows, preprocess=_thumbnail(size)):
+        key, img = _unpack_frame(item)
+        out[str(key)] = np.asarray(img)
+    return out
+
+
+def _thumbnail(size: int) -> Any:
+    try:
+        from enrich.preprocess import Preprocess
+    except ImportError:
+        return None
+    try:
+        return Preprocess(size=size)
+    except TypeError:
+        return None
+
+
+def _unpack_frame(item: Any) -> tuple[str, np.ndarray]:
+    # TODO(io): settle on read_frames' item type; accept (id, array) pairs or objects.
+    if isinstance(item, tuple) and len(item) >= 2:
+        return str(item[0]), np.asarray(item[1])
+    for key_attr, img_attr in (("id", "image"), ("id", "pixels"), ("id", "array")):
+        if hasattr(item, key_attr) and hasattr(item, img_attr):
+            return str(getattr(item, key_attr)), np.asarray(getattr(item, img_attr))
+    raise EnrichError(f"unexpected item from enrich.io.read_frames: {type(item).__name__}")

@@ -1,0 +1,733 @@
+"""The HTML report of a benchmark run: one self-contained file a clinician can open from disk.
+
+:func:`write_report` reads a run folder written by ``enrich benchmark``::
+
+    runs/NAME/results.csv       one row per trained model (required)
+    runs/NAME/meta.json         config, seeds, versions, fingerprint, task, n_train (optional)
+    runs/NAME/subsets.parquet   strategy, init, size, id (optional: coverage and image grids)
+
+and, through ``meta.json``'s ``workspace`` (or the folder two levels up), the workspace's
+manifest and embeddings (optional: coverage, redundancy CDF, image grids). It computes the
+statistics (:mod:`enrich.evaluate.stats`), draws the figures (:mod:`enrich.report.plots`,
+:mod:`enrich.report.grid`), embeds them as base64 PNG in the Jinja2 template
+``report/templates/report.html`` and writes ``report.html`` atomically. The page needs no
+network: no external CSS, scripts or fonts.
+
+Parts that need optional inputs (the workspace, images, embeddings) are left out with a
+note saying why when those inputs are missing or unreadable; the statistics never are.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import platform
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from enrich._atomic import write_text
+from enrich.errors import EnrichError
+from enrich.evaluate import stats as S
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+__all__ = ["RunData", "build_context", "load_run", "render", "write_report"]
+
+_TEMPLATE = "report.html"
+# Above this many images the O(N²) redundancy pass is left to `enrich redundancy`.
+_MAX_REDUNDANCY_IMAGES = 200_000
+_STRATEGY_LABELS = {"enrich": "ENRICH", "random": "Random", S.FULL: "Full training set"}
+_METRIC_NAMES = {"auc": "AUC", "jaccard": "mean Jaccard"}
+# Errors that make an optional section unavailable (reported in the page), not fatal.
+_OPTIONAL_ERRORS = (EnrichError, OSError, ImportError, KeyError, ValueError, IndexError)
+
+
+def _label(name: str) -> str:
+    return _STRATEGY_LABELS.get(name, name)
+
+
+@dataclass
+class RunData:
+    """What a report is made of: the run's tables and, when found, its workspace."""
+
+    run_dir: Path
+    results: pd.DataFrame
+    meta: dict[str, Any]
+    subsets: pd.DataFrame | None = None
+    workspace: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def load_run(run_dir: str | os.PathLike[str]) -> RunData:
+    """Read a benchmark run folder.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        ``runs/NAME``: must hold ``results.csv``; ``meta.json`` and ``subsets.parquet`` are
+        used when present.
+
+    Raises
+    ------
+    EnrichError
+        If the folder is missing, is not a run, or its results table is empty or invalid.
+    """
+    import pandas as pd
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise EnrichError(
+            f"{run_dir}: no such run folder; expected runs/NAME from `enrich benchmark`"
+        )
+    results = S.read_results(run_dir)
+    notes: list[str] = []
+    meta: dict[str, Any] = {}
+    meta_path = run_dir / "meta.json"
+    if meta_path.is_file():
+        try:
+            loaded = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise EnrichError(f"{meta_path}: not valid JSON ({exc})") from None
+        if not isinstance(loaded, dict):
+            raise EnrichError(f"{meta_path}: expected a JSON object")
+        meta = loaded
+    else:
+        notes.append("meta.json is missing: no provenance, task or labeling-time settings.")
+    subsets = None
+    sub_path = run_dir / "subsets.parquet"
+    if sub_path.is_file():
+        try:
+            subsets = pd.read_parquet(sub_path)
+        except (OSError, ValueError, ImportError) as exc:
+            notes.append(f"subsets.parquet could not be read ({exc}).")
+    return RunData(run_dir, results, meta, subsets, _find_workspace(run_dir, meta), notes)
+
+
+def _find_workspace(run_dir: Path, meta: dict[str, Any]) -> Path | None:
+    candidates: list[Path] = []
+    ws = meta.get("workspace")
+    if isinstance(ws, str) and ws:
+        p = Path(ws)
+        candidates += [p] if p.is_absolute() else [Path.cwd() / p, run_dir / p]
+    candidates.append(run_dir.parent.parent)  # WS/runs/NAME
+    for c in candidates:
+        if (c / "manifest.parquet").is_file():
+            return c.resolve()
+    return None
+
+
+# --------------------------------------------------------------------------- context
+
+
+def _png(fig: Figure) -> str:
+    from enrich.report.plots import figure_png
+
+    data = figure_png(fig)
+    try:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)  # figures made by pyplot-based helpers must not pile up
+    except ImportError:  # pragma: no cover - matplotlib always has pyplot
+        pass
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _pct(fraction: float) -> str:
+    if not np.isfinite(fraction):
+        return "–"
+    pct = 100.0 * fraction
+    return f"{pct:.0f}%" if abs(pct - round(pct)) < 0.05 else f"{pct:.1f}%"
+
+
+def _num(x: float, digits: int = 3) -> str:
+    if x is None or not np.isfinite(x):
+        return "–"
+    return f"{x:.{digits}f}"
+
+
+def _p(p: float) -> str:
+    if p is None or not np.isfinite(p):
+        return "–"
+    return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def _hours(h: float) -> str:
+    if h >= 10:
+        return f"{h:,.0f} hours"
+    if h >= 1:
+        return f"{h:.1f} hours"
+    return f"{h * 60:.0f} minutes"
+
+
+def _count(x: float) -> str:
+    if x is None or not np.isfinite(x):
+        return "–"
+    return f"{x:,.0f}" if abs(x - round(x)) < 0.05 else f"{x:,.1f}"
+
+
+def _metric_digits(desc: pd.DataFrame) -> int:
+    """Enough digits to tell means apart (AUCs of 0.99x need 4)."""
+    sd = desc["std"].dropna()
+    sd = sd[sd > 0]
+    if sd.empty:
+        return 3
+    return int(min(5, max(3, 1 - math.floor(math.log10(float(sd.median()))))))
+
+
+def build_context(
+    run: RunData,
+    *,
+    metric: str | None = None,
+    baseline: str = "random",
+    alpha: float = S.ALPHA,
+    rule: S.Rule = "sustained",
+    images: bool = True,
+) -> dict[str, Any]:
+    """Compute everything the template shows (statistics, figures, tables, provenance)."""
+    from enrich.report import plots
+
+    results, meta = run.results, run.meta
+    notes = list(run.notes)
+    metric = S.choose_metric(results, metric)
+    ok = S.ok_results(results, metric=metric)
+    if ok.empty:
+        raise EnrichError(
+            f"{run.run_dir / 'results.csv'}: no successful models for metric {metric!r} "
+            f"({int((results['status'] != 'ok').sum())} failed); nothing to report"
+        )
+    metric_name = _METRIC_NAMES.get(metric, metric)
+    task = str(meta.get("task") or ("segmentation" if metric == "jaccard" else "classification"))
+    seconds = meta.get("seconds_per_image") or (meta.get("config") or {}).get("seconds_per_image")
+    seconds = float(seconds) if seconds else (300.0 if task == "segmentation" else 3.0)
+    n_train = meta.get("n_train")
+    n_train = int(n_train) if n_train else S._n_train(results, None)
+    if n_train is None and len(ok):
+        notes.append(
+            "No full-set models and no n_train in meta.json: "
+            "fractions are relative to the largest subset."
+        )
+    names = S.strategies(ok, baseline=baseline)
+    has_baseline = baseline in names and len(names) > 1
+    has_full = bool((ok["strategy"] == S.FULL).any())
+
+    desc = S.describe(results, metric=metric)
+    digits = _metric_digits(desc)
+    vs_base = (
+        S.compare_to_baseline(results, baseline=baseline, metric=metric) if has_baseline else None
+    )
+    vs_full = S.compare_to_full(results, metric=metric, alpha=alpha)
+    eq = S.smallest_equivalent(results, metric=metric, alpha=alpha, rule=rule, n_train=n_train)
+    pooled = (
+        S.pooled_comparison(results, baseline=baseline, metric=metric) if has_baseline else None
+    )
+    times = (
+        S.labeling_time(
+            results,
+            seconds_per_image=seconds,
+            n_train=n_train,
+            metric=metric,
+            alpha=alpha,
+            rule=rule,
+        )
+        if has_full and n_train
+        else None
+    )
+    fails = S.failures(results)
+
+    # ---- headline
+    headline = []
+    for r in S.records(eq):
+        size = round(float(r["size"])) if np.isfinite(r["size"]) else None
+        t = times.loc[times["strategy"] == r["strategy"]].iloc[0] if times is not None else None
+        item = {
+            "strategy": _label(r["strategy"]),
+            "key": r["strategy"],
+            "reached": bool(r["reached"]),
+            "percent": _pct(r["fraction"]) if r["reached"] else "100%",
+            "images": f"{size:,}" if size is not None else "–",
+            "n_train": f"{n_train:,}" if n_train else "–",
+            "hours_saved": _hours(float(t["hours_saved"])) if t is not None else None,
+            "underpowered": bool(r["underpowered"]),
+            "first_differs": bool(
+                np.isfinite(r["first_size"]) and (not r["reached"] or r["first_size"] != r["size"])
+            ),
+            "first_percent": _pct(r["first_fraction"]),
+        }
+        headline.append(item)
+    pooled_line = None
+    if pooled is not None and len(pooled.tests):
+        tr = pooled.tests.iloc[0]
+        higher = (
+            _label(str(tr["strategy"]))
+            if tr["mean_z"] > tr["mean_z_baseline"]
+            else _label(baseline)
+        )
+        pooled_line = {
+            "strategy": _label(str(tr["strategy"])),
+            "baseline": _label(baseline),
+            "p": _p(float(tr["p"])),
+            "stars": tr["stars"],
+            "significant": bool(np.isfinite(tr["p"]) and tr["p"] <= alpha),
+            "higher": higher,
+            "n_sizes": len(pooled.sizes),
+        }
+    full_desc = desc.loc[desc["strategy"] == S.FULL]
+    full_line = None
+    if not full_desc.empty:
+        fr = full_desc.iloc[0]
+        full_line = {
+            "mean": _num(fr["mean"], digits),
+            "std": _num(fr["std"], digits),
+            "n": int(fr["n"]),
+        }
+    else:
+        notes.append(
+            "No successful full-set models: the comparison with the full training set "
+            "(red circles, smallest sufficient subset, hours saved) is not available."
+        )
+
+    # ---- power caveat
+    underpowered = bool(vs_full["underpowered"].any()) if len(vs_full) else False
+    power_note = None
+    if underpowered:
+        small = vs_full.loc[vs_full["underpowered"]].iloc[0]
+        power_note = (
+            f"With {int(small['n'])} models per point and {int(small['n_full'])} full-set models, "
+            f"the Mann-Whitney test cannot give p ≤ {alpha:g} (the smallest possible p is "
+            f"{S.min_attainable_p(int(small['n']), int(small['n_full'])):.2g}). Here "
+            "“indistinguishable from the full set” only means “too few models to tell”. "
+            "Train more models per size (the paper used 30) before trusting the headline."
+        )
+
+    # ---- per-size table
+    size_rows = []
+    order = {n: i for i, n in enumerate([*names, S.FULL])}
+    desc = (
+        desc.assign(_o=desc["strategy"].map(order)).sort_values(["_o", "size"]).drop(columns="_o")
+    )
+    for r in S.records(desc):
+        row: dict[str, Any] = {
+            "strategy": _label(r["strategy"]),
+            "key": r["strategy"],
+            "size": f"{int(r['size']):,}",
+            "percent": _pct(r["fraction"]),
+            "n": int(r["n"]),
+            "mean_sd": f"{_num(r['mean'], digits)} ± {_num(r['std'], digits)}",
+            "p_base": "",
+            "stars_base": "",
+            "p_full": "",
+            "same": None,
+        }
+        if vs_base is not None:
+            b = vs_base.loc[(vs_base["strategy"] == r["strategy"]) & (vs_base["size"] == r["size"])]
+            if len(b):
+                row["p_base"] = _p(float(b["p"].iloc[0]))
+                row["stars_base"] = str(b["stars"].iloc[0])
+        f = vs_full.loc[(vs_full["strategy"] == r["strategy"]) & (vs_full["size"] == r["size"])]
+        if len(f):
+            row["p_full"] = _p(float(f["p"].iloc[0]))
+            row["same"] = bool(f["indistinguishable"].iloc[0])
+            row["direction"] = str(f["direction"].iloc[0])
+        size_rows.append(row)
+
+    # ---- figures
+    figures: dict[str, str | None] = dict.fromkeys(("performance", "pooled", "time", "redundancy"))
+    try:
+        figures["performance"] = _png(
+            plots.plot_performance(results, metric=metric, baseline=baseline, alpha=alpha)
+        )
+    except _OPTIONAL_ERRORS as exc:
+        notes.append(f"Figure 3 could not be drawn: {exc}")
+    if pooled is not None and len(pooled.sizes):
+        try:
+            figures["pooled"] = _png(plots.plot_pooled(results, metric=metric, baseline=baseline))
+        except _OPTIONAL_ERRORS as exc:
+            notes.append(f"Figure 5 could not be drawn: {exc}")
+    if times is not None:
+        figures["time"] = _png(
+            plots.plot_labeling_time(
+                results,
+                seconds_per_image=seconds,
+                n_train=n_train,
+                metric=metric,
+                alpha=alpha,
+                rule=rule,
+            )
+        )
+
+    # ---- workspace-based parts
+    manifest = None
+    coverage_tables: list[dict[str, Any]] = []
+    redundancy_summary = None
+    grids: dict[str, str | None] = dict.fromkeys(("picks", "duplicates"))
+    if run.workspace is None:
+        notes.append(
+            "The workspace (manifest, embeddings) was not found: coverage, redundancy and "
+            "image grids are left out."
+        )
+    else:
+        from enrich.workspace import Workspace
+
+        ws = Workspace(run.workspace)
+        try:
+            manifest = ws.manifest()
+        except _OPTIONAL_ERRORS as exc:
+            notes.append(f"The manifest could not be read: {exc}")
+        if manifest is not None and run.subsets is not None:
+            try:
+                coverage_tables = _coverage_tables(run, manifest, task=task, n_train=n_train)
+            except _OPTIONAL_ERRORS as exc:
+                notes.append(f"Coverage (Table 2) could not be computed: {exc}")
+        red = None
+        if ws.has_embeddings():
+            try:
+                red, red_ids, redundancy_summary, fig1 = _redundancy(ws, meta)
+                figures["redundancy"] = fig1
+            except _OPTIONAL_ERRORS as exc:
+                notes.append(f"Redundancy (Figure 1) could not be computed: {exc}")
+        if images and manifest is not None:
+            made, grid_notes = _grids(run, manifest, red, red_ids if red is not None else None)
+            grids.update(made)
+            notes.extend(grid_notes)
+    if run.subsets is None:
+        notes.append("subsets.parquet is missing: coverage and the picks grid are left out.")
+
+    failed_rows = [
+        {
+            "strategy": _label(r["strategy"]),
+            "size": f"{int(r['size']):,}",
+            "error": r["error"] or "(no message)",
+            "n": int(r["n_failed"]),
+        }
+        for r in S.records(fails)
+    ]
+    return {
+        "title": f"ENRICH benchmark report: {meta.get('name') or run.run_dir.name}",
+        "run_name": meta.get("name") or run.run_dir.name,
+        "dataset": meta.get("dataset") or (run.workspace.name if run.workspace else None),
+        "task": task,
+        "metric": metric,
+        "metric_name": metric_name,
+        "alpha": alpha,
+        "rule": rule,
+        "baseline": _label(baseline),
+        "seconds_per_image": f"{seconds:g}",
+        "n_train": f"{n_train:,}" if n_train else "–",
+        "n_test": f"{int(meta['n_test']):,}" if meta.get("n_test") else "–",
+        "n_models": len(results),
+        "n_ok": int((results["status"] == "ok").sum()),
+        "n_failed": int((results["status"] != "ok").sum()),
+        "n_inits": int(ok.loc[ok["strategy"] != S.FULL, "init"].nunique()),
+        "models_per_point": _models_per_point(ok),
+        "headline": headline,
+        "pooled": pooled_line,
+        "full": full_line,
+        "power_note": power_note,
+        "size_rows": size_rows,
+        "has_baseline": has_baseline,
+        "compared": [_label(n) for n in names if n != baseline],
+        "figures": figures,
+        "grids": grids,
+        "coverage": coverage_tables,
+        "redundancy": redundancy_summary,
+        "failed": failed_rows,
+        "notes": notes,
+        "provenance": _provenance(run),
+        "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def _models_per_point(ok: pd.DataFrame) -> str:
+    counts = ok.loc[ok["strategy"] != S.FULL].groupby(["strategy", "size"]).size()
+    if counts.empty:
+        return "–"
+    lo, hi = int(counts.min()), int(counts.max())
+    return str(lo) if lo == hi else f"{lo}–{hi}"
+
+
+def _train_ids(run: RunData, manifest: pd.DataFrame, n_train: int | None) -> list[str] | None:
+    """The training pool, for the "full" column of the coverage table."""
+    subsets = run.subsets
+    if subsets is not None and (subsets["strategy"] == S.FULL).any():
+        return subsets.loc[subsets["strategy"] == S.FULL, "id"].astype(str).unique().tolist()
+    for name in ("split.parquet", "split.csv"):
+        path = run.run_dir / name
+        if path.is_file():
+            import pandas as pd
+
+            df = pd.read_parquet(path) if name.endswith("parquet") else pd.read_csv(path)
+            col = "split" if "split" in df.columns else ("part" if "part" in df.columns else None)
+            if col is not None and "id" in df.columns:
+                return df.loc[df[col].astype(str) == "train", "id"].astype(str).tolist()
+    if "split" in manifest.columns:
+        train = manifest.loc[manifest["split"].astype(str) == "train", "id"].astype(str).tolist()
+        if train and (n_train is None or len(train) == n_train):
+            return train
+    return None
+
+
+def _coverage_tables(
+    run: RunData, manifest: pd.DataFrame, *, task: str, n_train: int | None
+) -> list[dict[str, Any]]:
+    assert run.subsets is not None
+    subsets = run.subsets.loc[run.subsets["strategy"] != S.FULL]
+    labels = manifest["label"] if "label" in manifest.columns else None
+    by_class = bool(
+        task == "classification"
+        and labels is not None
+        and labels.notna().any()
+        and labels.nunique() <= 20
+    )
+    cov = S.coverage(
+        subsets,
+        manifest,
+        by_class=by_class,
+        train_ids=_train_ids(run, manifest, n_train),
+        n_train=n_train,
+    )
+    tables = []
+    classes = [c for c in dict.fromkeys(cov["class"]) if c != "all"] + ["all"]
+    sizes = sorted(set(cov["size"]))
+    header = []
+    for s in sizes:
+        frac = cov.loc[cov["size"] == s, "fraction"].iloc[0]
+        header.append({"size": f"{int(s):,}", "percent": _pct(frac)})
+    for cls in classes:
+        c = cov.loc[cov["class"] == cls]
+        rows = []
+        for name in dict.fromkeys(c["strategy"]):
+            cs = c.loc[c["strategy"] == name].set_index("size")
+            for what in ("images", "patients", "clips"):
+                if cs[what].isna().all():
+                    continue
+                rows.append(
+                    {
+                        "strategy": _label(name),
+                        "key": name,
+                        "what": what,
+                        "cells": [_count(cs[what].get(s, np.nan)) for s in sizes],
+                    }
+                )
+        title = "All classes" if cls == "all" else f"Class {cls}"
+        tables.append({"title": title, "header": header, "rows": rows})
+    return tables
+
+
+def _redundancy(ws: Any, meta: dict[str, Any]) -> tuple[Any, np.ndarray, dict[str, Any], str]:
+    from matplotlib.figure import Figure
+
+    from enrich.redundancy import redundancy
+    from enrich.report.plots import plot_redundancy_cdf
+
+    emb = ws.embeddings()
+    if len(emb) > _MAX_REDUNDANCY_IMAGES:
+        raise EnrichError(
+            f"{len(emb):,} images is more than the report computes inline; run `enrich redundancy`"
+        )
+    if len(emb) < 2:
+        raise EnrichError("fewer than two embedded images")
+    res = redundancy(emb.vectors)
+    name = meta.get("dataset") or ws.path.name
+    fig = Figure(figsize=(5.5, 4.0))
+    plot_redundancy_cdf({str(name): res.max_similarity}, ax=fig.add_subplot())
+    summary = res.summary()
+    m = np.asarray(res.max_similarity, dtype=float)
+    info = {
+        "n_images": f"{len(m):,}",
+        "median": f"{float(np.median(m)):.3f}",
+        "above_09": _pct(float((m > 0.9).mean())),
+        "above_08": _pct(float((m > 0.8).mean())),
+        "below_04": _pct(float((m < 0.4).mean())),
+        "n_groups": summary.get("near_duplicates", {}).get("n_groups"),
+        "in_groups": summary.get("near_duplicates", {}).get("n_images_in_groups"),
+        "group_threshold": summary.get("near_duplicates", {}).get("threshold"),
+    }
+    return res, emb.ids, info, _png(fig)
+
+
+def _grids(
+    run: RunData, manifest: pd.DataFrame, red: Any, ids: np.ndarray | None
+) -> tuple[dict[str, str], list[str]]:
+    from enrich.report import grid
+
+    out: dict[str, str] = {}
+    notes: list[str] = []
+    picks: dict[str, list[str]] = {}
+    if run.subsets is not None:
+        picks = grid.first_picks(run.subsets, k=8)
+    groups = (
+        grid.duplicate_examples(red, ids, n_groups=4, max_size=8)
+        if red is not None and ids is not None
+        else []
+    )
+    wanted = [i for v in picks.values() for i in v] + [i for g in groups for i, _ in g]
+    if not wanted:
+        return out, notes
+    try:
+        pixels = grid.load_images(manifest, wanted)
+    except _OPTIONAL_ERRORS as exc:
+        return out, [f"Images could not be read for the grids: {exc}"]
+    if picks:
+        shown = {k: [i for i in v if i in pixels] for k, v in picks.items()}
+        if all(shown.values()):
+            caps = _captions(manifest, shown)
+            out["picks"] = _png(
+                grid.picks_grid(
+                    {k: [pixels[i] for i in v] for k, v in shown.items()}, captions=caps
+                )
+            )
+        else:
+            notes.append("The images of the first picks could not be read.")
+    if groups:
+        rows = [[(i, s) for i, s in g if i in pixels] for g in groups]
+        rows = [g for g in rows if len(g) >= 2]
+        if rows:
+            out["duplicates"] = _png(
+                grid.duplicates_grid(
+                    [[pixels[i] for i, _ in g] for g in rows],
+                    captions=[[f"{s:.3f}" for _, s in g] for g in rows],
+                )
+            )
+    return out, notes
+
+
+def _captions(manifest: pd.DataFrame, shown: dict[str, list[str]]) -> dict[str, list[str]] | None:
+    col = next(
+        (
+            c
+            for c in ("patient_id", "clip_id")
+            if c in manifest.columns and manifest[c].notna().any()
+        ),
+        None,
+    )
+    lab = "label" in manifest.columns and manifest["label"].notna().any()
+    if col is None and not lab:
+        return None
+    m = manifest.assign(id=manifest["id"].astype(str)).set_index("id")
+    out = {}
+    for k, v in shown.items():
+        caps = []
+        for i in v:
+            parts = []
+            if col is not None:
+                parts.append(f"{'pt' if col == 'patient_id' else 'clip'} {m.at[i, col]!s}")
+            if lab:
+                parts.append(f"label {m.at[i, 'label']!s}")
+            caps.append("\n".join(parts))
+        out[k] = caps
+    return out
+
+
+def _provenance(run: RunData) -> dict[str, Any]:
+    meta = run.meta
+    csv = run.run_dir / "results.csv"
+    digest = hashlib.sha256(csv.read_bytes()).hexdigest()[:16] if csv.is_file() else "–"
+    versions = meta.get("versions") or meta.get("package_versions") or {}
+    if not isinstance(versions, dict):
+        versions = {"versions": str(versions)}
+    from enrich import __version__
+
+    seeds = {k: v for k, v in meta.items() if "seed" in k.lower()}
+    fingerprint = meta.get("data_fingerprint") or meta.get("fingerprint")
+    items = [
+        ("Run folder", str(run.run_dir.resolve())),
+        ("Workspace", str(run.workspace) if run.workspace else "not found"),
+        ("Task", str(meta.get("task", "–"))),
+        (
+            "Data fingerprint",
+            json.dumps(fingerprint)
+            if isinstance(fingerprint, dict | list)
+            else str(fingerprint or "–"),
+        ),
+        ("Seeds", json.dumps(seeds, sort_keys=True, default=str) if seeds else "–"),
+        ("results.csv sha256", digest),
+        ("Report made by", f"enrich {__version__}, Python {platform.python_version()}"),
+    ]
+    return {
+        "items": [{"key": k, "value": v} for k, v in items],
+        "versions": [{"key": str(k), "value": str(v)} for k, v in sorted(versions.items())],
+        "config": json.dumps(meta.get("config", {}), indent=2, sort_keys=True, default=str),
+        "meta": json.dumps(meta, indent=2, sort_keys=True, default=str),
+    }
+
+
+# --------------------------------------------------------------------------- render
+
+
+def render(context: dict[str, Any]) -> str:
+    """Render the packaged Jinja2 template with `context` (autoescaped HTML)."""
+    from importlib import resources
+
+    import jinja2
+
+    source = (resources.files("enrich.report") / "templates" / _TEMPLATE).read_text(
+        encoding="utf-8"
+    )
+    env = jinja2.Environment(
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True
+    )
+    return env.from_string(source).render(**context)
+
+
+def write_report(
+    run_dir: str | os.PathLike[str],
+    *,
+    out: str | os.PathLike[str] | None = None,
+    metric: str | None = None,
+    baseline: str = "random",
+    alpha: float = S.ALPHA,
+    rule: S.Rule = "sustained",
+    images: bool = True,
+) -> Path:
+    """Write the self-contained HTML report of a benchmark run.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        The run folder (``runs/NAME``) with ``results.csv``.
+    out : path-like, optional
+        Where to write; default ``run_dir/report.html``.
+    metric : str, optional
+        Which metric to report (default: the table's only one; ``auc`` then ``jaccard``).
+    baseline : str
+        Strategy the others are compared with (stars, Fig. 5).
+    alpha : float
+        Significance level.
+    rule : {"sustained", "first"}
+        Which definition of "smallest subset indistinguishable from the full set" the
+        headline uses (:func:`enrich.evaluate.stats.smallest_equivalent`).
+    images : bool
+        Include the image grids (reads images from their sources).
+
+    Returns
+    -------
+    Path
+        The report file, written atomically.
+
+    Raises
+    ------
+    EnrichError
+        If `run_dir` is not a run folder or its results table is empty or invalid.
+    """
+    run = load_run(run_dir)
+    target = Path(out) if out is not None else run.run_dir / "report.html"
+    if target.is_dir():
+        target = target / "report.html"
+    with warnings.catch_warnings():
+        # Small samples make scipy/numpy chatty (ties, n=1 SDs); the page states n itself.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        context = build_context(
+            run, metric=metric, baseline=baseline, alpha=alpha, rule=rule, images=images
+        )
+    write_text(target, render(context))
+    return target

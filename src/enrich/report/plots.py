@@ -1,0 +1,373 @@
+"""The paper's figures from a results table (matplotlib, no pyplot, no display needed).
+
+Each function takes the results table (``results.csv`` checked by
+:func:`enrich.evaluate.stats.check_results`) and an optional ``ax``, draws on it (or on a
+new figure) and returns the :class:`~matplotlib.figure.Figure`:
+
+- :func:`plot_performance`: Fig. 3, metric vs subset size, mean ± SD per strategy, stars per
+  size, red circles on points indistinguishable from the full set, the full set in black;
+- :func:`plot_labeling_time`: Fig. 4, labeling hours for the full set vs the subsets;
+- :func:`plot_pooled`: Fig. 5, standardized pooled distributions per strategy with the p-value;
+- :func:`plot_redundancy_cdf`: Fig. 1, delegated to :func:`enrich.redundancy.plot_cdf`.
+
+Figures are built with :class:`matplotlib.figure.Figure` directly, never ``pyplot``, so
+they need no GUI backend, are not kept alive by a global registry and are safe in threads.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from enrich.errors import EnrichError
+from enrich.evaluate import stats as S
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "FULL_COLOR",
+    "METRIC_LABELS",
+    "figure_png",
+    "plot_labeling_time",
+    "plot_performance",
+    "plot_pooled",
+    "plot_redundancy_cdf",
+    "strategy_colors",
+]
+
+#: Colours as in the paper: ENRICH blue, random yellow, the full set black.
+_FIXED_COLORS = {"enrich": "#1f5fbf", "random": "#e0a800", "initial": "#8c8c8c"}
+FULL_COLOR = "#000000"
+_OTHER_COLORS = ("#2ca02c", "#9467bd", "#d62728", "#17becf", "#8c564b", "#e377c2")
+#: Axis labels for known metrics.
+METRIC_LABELS = {"auc": "AUC (test set)", "jaccard": "Mean Jaccard (test set)"}
+
+
+def strategy_colors(names: Iterable[str]) -> dict[str, str]:
+    """A stable colour per strategy: ENRICH blue, random yellow, others from a palette.
+
+    >>> strategy_colors(["random", "enrich", "kcenter"])["kcenter"]
+    '#2ca02c'
+    """
+    out: dict[str, str] = {}
+    others = iter(_OTHER_COLORS * 4)
+    for name in names:
+        out[name] = _FIXED_COLORS.get(name) or (FULL_COLOR if name == S.FULL else next(others))
+    return out
+
+
+def _label(name: str) -> str:
+    return {"enrich": "ENRICH", "random": "Random", S.FULL: "Full training set"}.get(name, name)
+
+
+def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    if ax is not None:
+        fig = ax.figure
+        assert isinstance(fig, Figure)
+        return fig, ax
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def figure_png(fig: Figure, *, dpi: int = 110) -> bytes:
+    """Render a figure to PNG bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- Fig. 3
+
+
+def plot_performance(
+    table: pd.DataFrame,
+    ax: Axes | None = None,
+    *,
+    metric: str | None = None,
+    baseline: str = "random",
+    alpha: float = S.ALPHA,
+) -> Figure:
+    """Fig. 3: test metric vs training-subset size, one line per strategy.
+
+    Dots are the mean over all models at that size (all initializations × models), error
+    bars one standard deviation. Above each size, the stars compare each strategy with
+    `baseline` (two-sided Mann-Whitney U; ns p > 0.05, * ≤ 0.05, ** ≤ 0.01, *** ≤ 0.001,
+    **** ≤ 0.0001). Points circled in red are statistically indistinguishable from the
+    models trained on the full training set (black dot, p > `alpha`).
+
+    Parameters
+    ----------
+    table : DataFrame
+        Checked results table.
+    ax : Axes, optional
+        Where to draw; a new 7×4.5 in figure by default.
+    metric : str, optional
+        Which metric (default: the table's only one).
+    baseline : str
+        Strategy the stars compare against.
+    alpha : float
+        Significance level for the red circles.
+
+    Returns
+    -------
+    Figure
+    """
+    metric = S.choose_metric(table, metric)
+    fig, ax = _axes(ax, (7.0, 4.5))
+    desc = S.describe(table, metric=metric)
+    if desc.empty:
+        raise EnrichError(f"no successful models with metric {metric!r} to plot")
+    names = S.strategies(desc, baseline=baseline)
+    colors = strategy_colors([*names, S.FULL])
+    use_fraction = bool(np.isfinite(desc["fraction"]).all())
+    desc = desc.assign(x=desc["fraction"] * 100.0 if use_fraction else desc["size"])
+    for name in names:
+        d = desc.loc[desc["strategy"] == name].sort_values("x")
+        ax.errorbar(
+            d["x"],
+            d["mean"],
+            yerr=d["std"].fillna(0.0),
+            color=colors[name],
+            marker="o",
+            ms=5,
+            lw=1.6,
+            capsize=3,
+            label=f"{_label(name)}",
+            zorder=3,
+        )
+    full = desc.loc[desc["strategy"] == S.FULL]
+    if not full.empty:
+        ax.errorbar(
+            full["x"],
+            full["mean"],
+            yerr=full["std"].fillna(0.0),
+            color=FULL_COLOR,
+            marker="o",
+            ms=7,
+            capsize=3,
+            ls="none",
+            label=_label(S.FULL),
+            zorder=4,
+        )
+        ax.axhline(float(full["mean"].iloc[0]), color=FULL_COLOR, lw=0.8, ls=":", zorder=1)
+    cmp = S.compare_to_full(table, metric=metric, alpha=alpha)
+    same = cmp.loc[cmp["indistinguishable"]].merge(
+        desc, on=["strategy", "size"], suffixes=("", "_d")
+    )
+    if not same.empty:
+        ax.scatter(
+            same["x"],
+            same["mean_d"],
+            s=190,
+            facecolors="none",
+            edgecolors="red",
+            linewidths=1.6,
+            zorder=5,
+        )
+    # Stars above each size, one line per compared strategy, in that strategy's colour.
+    tests = S.compare_to_baseline(table, baseline=baseline, metric=metric)
+    top = (desc["mean"] + desc["std"].fillna(0.0)).max()
+    bottom = (desc["mean"] - desc["std"].fillna(0.0)).min()
+    span = max(float(top - bottom), 1e-6)
+    compared = [n for n in names if n != baseline]
+    for k, name in enumerate(compared):
+        t = tests.loc[tests["strategy"] == name].merge(
+            desc.loc[desc["strategy"] == name, ["size", "x"]], on="size"
+        )
+        for r in S.records(t):
+            at = desc.loc[desc["x"] == r["x"]]
+            y = float((at["mean"] + at["std"].fillna(0.0)).max()) + span * (0.04 + 0.07 * k)
+            ax.text(
+                float(r["x"]),
+                y,
+                str(r["stars"]),
+                ha="center",
+                va="bottom",
+                fontsize=9 if r["stars"] != "ns" else 8,
+                color=colors[name] if len(compared) > 1 else "#222222",
+            )
+    ax.set_ylim(bottom - 0.05 * span, top + span * (0.12 + 0.07 * len(compared)))
+    ax.set_xlabel(
+        "Training images used (% of full training set)" if use_fraction else "Training images used"
+    )
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.grid(alpha=0.25, zorder=0)
+    handles, labels = ax.get_legend_handles_labels()
+    if not same.empty:
+        handles.append(Line2D([], [], marker="o", ms=11, mfc="none", mec="red", ls="none", mew=1.6))
+        labels.append(f"Indistinguishable from full set (p > {alpha:g})")
+    ax.legend(handles, labels, loc="lower right", fontsize=8, frameon=True)
+    return fig
+
+
+# --------------------------------------------------------------------------- Fig. 4
+
+
+def _fmt_hours(h: float) -> str:
+    if h >= 10:
+        return f"{h:,.0f} h"
+    if h >= 1:
+        return f"{h:.1f} h"
+    return f"{h * 60:.0f} min"
+
+
+def plot_labeling_time(
+    table: pd.DataFrame,
+    ax: Axes | None = None,
+    *,
+    seconds_per_image: float,
+    n_train: int | None = None,
+    metric: str | None = None,
+    alpha: float = S.ALPHA,
+    rule: S.Rule = "sustained",
+) -> Figure:
+    """Fig. 4: hours of expert labeling for the full training set vs each strategy's subset.
+
+    Each strategy's bar is the time to label its smallest subset that is statistically
+    indistinguishable from the full set (:func:`enrich.evaluate.stats.labeling_time`); a
+    strategy that never gets there needs the full set.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Checked results table.
+    ax : Axes, optional
+        Where to draw.
+    seconds_per_image : float
+        Labeling time per image (3 s classification, 300 s segmentation in the paper).
+    n_train : int, optional
+        Training-set size (default: the size of the full-set models).
+
+    Returns
+    -------
+    Figure
+    """
+    times = S.labeling_time(
+        table,
+        seconds_per_image=seconds_per_image,
+        n_train=n_train,
+        metric=metric,
+        alpha=alpha,
+        rule=rule,
+    )
+    fig, ax = _axes(ax, (6.0, 3.8))
+    colors = strategy_colors([*times["strategy"], S.FULL])
+    n = int(times["n_train"].iloc[0]) if len(times) else int(n_train or 0)
+    hours_full = n * seconds_per_image / 3600.0
+    labels = [f"Label everything\n({n:,} images)"]
+    heights = [hours_full]
+    bar_colors = [FULL_COLOR]
+    notes = [""]
+    for r in S.records(times):
+        labels.append(f"{_label(r['strategy'])}\n({round(float(r['size'])):,} images)")
+        heights.append(float(r["hours_needed"]))
+        bar_colors.append(colors[r["strategy"]])
+        saved = f"saves {_fmt_hours(float(r['hours_saved']))}"
+        notes.append(saved if r["reached"] else "full set needed")
+    xs = np.arange(len(heights))
+    ax.bar(xs, heights, color=bar_colors, width=0.6, zorder=2)
+    for x, h, note in zip(xs.tolist(), heights, notes, strict=True):
+        ax.text(x, h, f"{_fmt_hours(h)}\n{note}".strip(), ha="center", va="bottom", fontsize=9)
+    ax.set_xticks(xs, labels, fontsize=9)
+    ax.set_ylabel("Expert labeling time (hours)")
+    ax.set_ylim(0, max(heights) * 1.3 if max(heights) > 0 else 1)
+    ax.set_title(f"At {seconds_per_image:g} s per image", fontsize=10)
+    ax.grid(axis="y", alpha=0.25, zorder=0)
+    return fig
+
+
+# --------------------------------------------------------------------------- Fig. 5
+
+
+def plot_pooled(
+    table: pd.DataFrame,
+    ax: Axes | None = None,
+    *,
+    metric: str | None = None,
+    baseline: str = "random",
+) -> Figure:
+    """Fig. 5: standardized performance pooled over all subset sizes, per strategy.
+
+    Each model's metric is z-scored against all models of the same subset size (so 0 is
+    "average for that budget") and the z-scores of all sizes are pooled; violins show their
+    distribution, boxes the quartiles. The p-value is a two-sided Mann-Whitney U test of
+    each strategy vs `baseline` (:func:`enrich.evaluate.stats.pooled_comparison`).
+
+    Returns
+    -------
+    Figure
+    """
+    pooled = S.pooled_comparison(table, metric=metric, baseline=baseline)
+    fig, ax = _axes(ax, (5.0, 4.0))
+    values = pooled.values
+    names = S.strategies(values, baseline=baseline)
+    if not names:
+        raise EnrichError("no subset sizes with two or more strategies to pool")
+    colors = strategy_colors(names)
+    data = [values.loc[values["strategy"] == n, "z"].to_numpy() for n in names]
+    xs = np.arange(1, len(names) + 1)
+    nonempty = [i for i, d in enumerate(data) if len(d) > 1]
+    if nonempty:
+        parts: Any = ax.violinplot(
+            [data[i] for i in nonempty], positions=xs[nonempty], showextrema=False, widths=0.8
+        )
+        for i, body in zip(nonempty, parts["bodies"], strict=True):
+            body.set_facecolor(colors[names[i]])
+            body.set_edgecolor(colors[names[i]])
+            body.set_alpha(0.35)
+    ax.boxplot(
+        data,
+        positions=xs,
+        widths=0.25,
+        showfliers=False,
+        medianprops={"color": "black"},
+    )
+    rng = np.random.default_rng(0)  # jitter only, fixed so the figure is reproducible
+    for x, d, n in zip(xs, data, names, strict=True):
+        ax.scatter(
+            x + rng.uniform(-0.08, 0.08, len(d)), d, s=6, color=colors[n], alpha=0.6, zorder=3
+        )
+    ax.set_xticks(xs, [_label(n) for n in names])
+    ax.set_ylabel("Standardized performance (z-score within each size)")
+    ax.axhline(0, color="#888888", lw=0.8, ls=":")
+    lines = []
+    for r in S.records(pooled.tests):
+        p = "n/a" if not np.isfinite(r["p"]) else f"{r['p']:.2g}"
+        name, base = _label(r["strategy"]), _label(r["baseline"])
+        lines.append(f"{name} vs {base}: MWU p = {p} ({r['stars']})")
+    if lines:
+        ax.set_title("\n".join(lines), fontsize=9)
+    ax.grid(axis="y", alpha=0.25)
+    return fig
+
+
+# --------------------------------------------------------------------------- Fig. 1
+
+
+def plot_redundancy_cdf(max_similarity: Mapping[str, np.ndarray], ax: Axes | None = None) -> Figure:
+    """Fig. 1: cumulative distribution of each image's maximum similarity to any other.
+
+    Delegates to :func:`enrich.redundancy.plot_cdf` (one curve per named dataset).
+
+    Parameters
+    ----------
+    max_similarity : mapping of str to ndarray of shape (n_images,)
+        Dataset name → each image's maximum cosine similarity to any other image.
+    """
+    try:
+        from enrich.redundancy import plot_cdf
+    except ImportError as exc:  # the redundancy module has not landed in this build
+        raise EnrichError("the redundancy CDF needs enrich.redundancy.plot_cdf") from exc
+    fig = plot_cdf(dict(max_similarity), ax=ax)
+    if isinstance(fig, Figure):
+        return fig
+    if ax is not None and isinstance(ax.figure, Figure):
+        return ax.figure
+    raise EnrichError("enrich.redundancy.plot_cdf did not return a figure")

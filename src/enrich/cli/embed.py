@@ -1,0 +1,186 @@
+"""``enrich embed SOURCE... --workspace WS``: images in, embeddings out.
+
+Reads folders, files or CSV manifests, preprocesses as in the paper (grayscale, crop,
+64×64), trains the β-VAE (or the ``pixels`` baseline) on up to 5,000 images chosen by
+seed, embeds every image and writes the workspace. Run again on a grown folder: only the
+new images are embedded, with the same model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["add_arguments", "run"]
+
+# Kept in sync with enrich.embed.EMBEDDERS (not imported here: it would import numpy at
+# parser-build time); run() checks the name against the registry.
+_EMBEDDER_CHOICES = ("betavae", "pixels")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="image folder (recursive), image/DICOM/NIfTI/video file, or CSV manifest "
+        "with a 'path' column",
+    )
+    parser.add_argument(
+        "--workspace",
+        "-w",
+        required=True,
+        metavar="WS",
+        help="workspace folder to create or update",
+    )
+    parser.add_argument(
+        "--embedder",
+        choices=_EMBEDDER_CHOICES,
+        default="betavae",
+        help="betavae (the paper's β-VAE, default) or pixels (fast baseline)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="chooses the training subset and seeds the model (default 0)",
+    )
+    parser.add_argument(
+        "--latent-dim",
+        type=int,
+        default=128,
+        metavar="D",
+        help="embedding length (default 128, as the paper)",
+    )
+    parser.add_argument("--beta", type=float, default=4.0, help="β-VAE KL weight (default 4)")
+    parser.add_argument(
+        "--max-train",
+        type=int,
+        default=5000,
+        metavar="N",
+        help="train on at most N images (default 5000, as the paper)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=100,
+        metavar="N",
+        help="maximum β-VAE epochs; early stopping usually ends sooner",
+    )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=5,
+        metavar="N",
+        help="stop after N epochs without validation improvement (default 5)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where the β-VAE runs (default: CUDA when available)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=256,
+        metavar="B",
+        help="images read and embedded per batch (default 256)",
+    )
+    parser.add_argument(
+        "--crop",
+        choices=("center", "auto", "none"),
+        default="center",
+        help="center square, auto (cut constant borders, then center), or none",
+    )
+    parser.add_argument(
+        "--oct-white-edge",
+        action="store_true",
+        help="remove OCT white-edge artifacts first (the paper's OCT step)",
+    )
+    parser.add_argument(
+        "--intensity",
+        choices=("auto", "dtype", "minmax", "percentile"),
+        default="auto",
+        help="intensity rescale to [0, 1] (default auto)",
+    )
+    parser.add_argument(
+        "--nifti-axis",
+        type=int,
+        default=None,
+        metavar="AXIS",
+        help="slice NIfTI volumes along this axis (default: the readers' choice)",
+    )
+    parser.add_argument(
+        "--video-step",
+        type=int,
+        default=None,
+        metavar="K",
+        help="keep every K-th video frame (default: every frame)",
+    )
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train a new model even if the workspace's model matches",
+    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from enrich.embed import EMBEDDERS
+    from enrich.embed.api import embed_sources
+    from enrich.errors import EnrichError
+    from enrich.preprocess import Preprocess
+
+    if args.embedder not in EMBEDDERS:  # the choices above and the registry disagree
+        raise EnrichError(f"--embedder {args.embedder!r}: expected one of {sorted(EMBEDDERS)}")
+    for flag, value, low in (
+        ("--latent-dim", args.latent_dim, 1),
+        ("--max-train", args.max_train, 2),
+        ("--epochs", args.epochs, 1),
+        ("--patience", args.patience, 1),
+        ("--batch-size", args.batch_size, 1),
+        ("--video-step", args.video_step, 1),
+    ):
+        if value is not None and value < low:
+            raise EnrichError(f"{flag} {value}: expected an integer >= {low}")
+    if args.beta < 0:
+        raise EnrichError(f"--beta {args.beta}: expected a number >= 0")
+
+    preprocess = Preprocess(
+        crop=None if args.crop == "none" else args.crop,
+        oct_white_edge=args.oct_white_edge,
+        intensity=args.intensity,
+        size=64,
+    )
+    if args.embedder == "betavae":
+        options = {
+            "latent_dim": args.latent_dim,
+            "beta": args.beta,
+            "max_epochs": args.epochs,
+            "patience": args.patience,
+        }
+    else:
+        options = {"latent_dim": args.latent_dim}
+    discover_options = {}
+    if args.nifti_axis is not None:
+        discover_options["nifti_axis"] = args.nifti_axis
+    if args.video_step is not None:
+        discover_options["video_step"] = args.video_step
+
+    summary = embed_sources(
+        args.sources,
+        args.workspace,
+        embedder=args.embedder,
+        seed=args.seed,
+        max_train=args.max_train,
+        preprocess=preprocess,
+        embedder_options=options,
+        discover_options=discover_options,
+        device=args.device,
+        batch_size=args.batch_size,
+        retrain=args.retrain,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    print(summary.line())
+    return 0

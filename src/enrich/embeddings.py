@@ -147,6 +147,10 @@ def load_embeddings(path: str | os.PathLike[str]) -> Embeddings:
     except EnrichError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        if "Object arrays" in str(exc):
+            raise EnrichError(
+                f"{path}: holds a ragged or object array; expected a numeric (N, d) array"
+            ) from None
         raise EnrichError(
             f"{path}: cannot read embeddings ({exc}); expected .npy (N, d) or .npz with ids, vectors"
         ) from None

@@ -1,0 +1,103 @@
+"""``enrich redundancy``: how redundant is each dataset (the paper's Fig. 1)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from enrich.cli._common import add_input_arguments, load_input, progress_bar
+from enrich.errors import EnrichError
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Each image's highest similarity to any other image, its nearest image, near-duplicate "
+        "groups, and the CDF plot. Give several datasets to overlay them."
+    )
+    add_input_arguments(parser, multiple=True)
+    parser.add_argument("--name", action="append", help="dataset name, one per input, in order")
+    parser.add_argument(
+        "--threshold", type=float, default=0.95,
+        help="similarity at or above which images are near-duplicates (default 0.95)",
+    )
+    parser.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from enrich import __version__
+    from enrich._atomic import atomic_path, write_json
+    from enrich.cli._common import write_csv
+    from enrich.embeddings import check_vectors, fingerprint
+    from enrich.redundancy import plot_cdf, redundancy
+
+    sources = [("embeddings", e) for e in args.embeddings or []] + [
+        ("workspace", w) for w in args.workspace or []
+    ]
+    if not sources:
+        raise EnrichError("give at least one --embeddings FILE or --workspace DIR")
+    if args.name and len(args.name) != len(sources):
+        raise EnrichError(f"{len(args.name)} --name for {len(sources)} inputs; give one per input")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise EnrichError(f"--out {out} is a file; expected a folder")
+
+    # Load and validate everything first: a bad second file must not leave half the outputs.
+    loaded = []
+    for k, (kind, path) in enumerate(sources):
+        emb, manifest, default_name = load_input(
+            path if kind == "embeddings" else None, path if kind == "workspace" else None
+        )
+        name = args.name[k] if args.name else default_name
+        X = check_vectors(emb.vectors, ids=emb.ids, name=f"embeddings {name}")
+        loaded.append((name, emb, X, path))
+    names = [n for n, *_ in loaded]
+    if len(set(names)) != len(names):
+        raise EnrichError(f"dataset names repeat: {names}; give distinct --name values")
+
+    tables, summaries, curves = [], {}, {}
+    for name, emb, X, path in loaded:
+        n_tiles = -(-len(X) // 1024)
+        with progress_bar(n_tiles * (n_tiles + 1) // 2, f"redundancy {name}", "tile") as update:
+            res = redundancy(X, group_threshold=args.threshold, progress=update)
+        groups = res.groups()
+        group_id = np.full(len(X), -1, dtype=np.int64)
+        for g, members in enumerate(groups):
+            group_id[members] = g
+        table = pd.DataFrame(
+            {
+                "id": emb.ids,
+                "max_similarity": res.max_similarity,
+                "nearest_id": emb.ids[res.nearest],
+                "duplicate_group": group_id,
+            }
+        )
+        if len(loaded) > 1:
+            table.insert(0, "dataset", name)
+        tables.append(table)
+        summaries[name] = {
+            **res.summary(),
+            "input": str(path),
+            "input_fingerprint": fingerprint(emb.vectors, emb.ids),
+        }
+        curves[name] = res.max_similarity
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(pd.concat(tables, ignore_index=True), out / "redundancy.csv", float_format="%.7g")
+    write_json(out / "summary.json", {"enrich_version": __version__, "datasets": summaries})
+    fig = plot_cdf(curves)
+    with atomic_path(out / "cdf.png") as tmp:
+        fig.savefig(tmp, dpi=150)
+    for name, s in summaries.items():
+        fa = s["fraction_above"]
+        print(
+            f"{name}: N={s['n_images']:,}, median max similarity {s['quantiles']['0.5']:.3f}; "
+            f"{fa['0.9']:.0%} of images > 0.9, {fa['0.8']:.0%} > 0.8; "
+            f"{s['near_duplicates']['n_groups']:,} near-duplicate groups at >= {args.threshold}"
+        )
+    print(f"wrote {out / 'redundancy.csv'}, {out / 'summary.json'}, {out / 'cdf.png'}")
+    return 0

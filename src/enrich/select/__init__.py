@@ -1,0 +1,62 @@
+"""Selection strategies: a name -> class registry, and :func:`rank`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from enrich.select.base import InitialSpec, RankResult, Selector
+from enrich.select.enrich import EnrichSelector
+from enrich.select.random import RandomSelector
+
+__all__ = ["SELECTORS", "EnrichSelector", "RandomSelector", "RankResult", "Selector", "rank"]
+
+#: name -> selector class. The CLI's and the benchmark's choices are built from this dict.
+SELECTORS: dict[str, type[Selector]] = {
+    EnrichSelector.name: EnrichSelector,
+    RandomSelector.name: RandomSelector,
+}
+
+
+def rank(
+    X: Any,
+    *,
+    initial: InitialSpec = None,
+    budget: int | None = None,
+    seed: int | None = None,
+    metric: str = "cosine",
+    progress: Callable[[int], None] | None = None,
+) -> RankResult:
+    """The ENRICH labeling order.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_images, n_dims), or (n_images, n_images) if precomputed
+        Embeddings (any model's), or a square similarity matrix with ``metric="precomputed"``.
+    initial : float, int, array-like of int, or None
+        A fraction in (0, 1) or a count of random seed images, explicit indices (e.g. the
+        images already labeled), or None for one random image.
+    budget : int, optional
+        Images to pick beyond the initial set; None ranks all of them.
+    seed : int, optional
+        Seeds the random initial set. The picks themselves are deterministic.
+    metric : {"cosine", "precomputed"}
+
+    Returns
+    -------
+    RankResult
+        ``order`` (initial set first, then picks) and ``max_similarity`` (NaN for the
+        initial set).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(200, 16))
+    >>> r = rank(X, initial=0.05, budget=10, seed=1)
+    >>> len(r.order), r.n_initial
+    (20, 10)
+    """
+    sel = EnrichSelector(budget=budget, seed=seed, metric=metric).fit(
+        X, initial=initial, progress=progress
+    )
+    return sel.result_

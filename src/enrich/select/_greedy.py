@@ -1,0 +1,459 @@
+"""The exact ENRICH greedy core: max-min selection without an N x N matrix.
+
+The rule (Chinn et al. 2023, "Ranking algorithm"): keep ``s[i]``, the maximum cosine
+similarity of image *i* to the chosen set; repeatedly pick the remaining image with the
+smallest ``s`` (ties to the lowest index) and raise ``s`` with the new pick's similarities.
+
+The straightforward implementation touches all N rows per pick (one ``X @ x`` each). Here
+rows are grouped around pivots, and angle bounds skip the work that provably cannot change
+``s``. For group *g* with unit centre ``c_g`` and angular radius ``r_g``, and a new pick *x*,
+every member *i* satisfies ``angle(x, x_i) >= angle(x, c_g) - r_g``. If the cosine of that
+bound is no larger than the group's smallest ``s``, no member can gain, and the whole group is
+skipped; the same test per row (with its own angle to the centre) skips most remaining dot
+products. Skips are exact, with a 1e-6 safety margin for float rounding, so the order is the
+greedy order. A tournament tree over the group minima gives the next pick in O(log G).
+
+On data where the bounds cannot prune (e.g. isotropic Gaussian embeddings, where all angles
+are near 90 degrees), the kernel notices within a few dozen picks and hands over to the dense
+path (one BLAS ``X_remaining @ x`` per pick, re-packing the remaining rows as they shrink),
+trying the pruned path again later with exponential back-off. Both paths share the same
+``s``, so switching is exact.
+
+Prior validation of data is assumed in this module: ``X`` is finite with non-zero rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from enrich.similarity import normalize_rows
+
+__all__ = ["GreedyState", "greedy_order"]
+
+_INF = np.inf
+# Safety margin on every skip test (cosine units); covers float32 storage and norm rounding.
+_MARGIN = 1e-6
+# Below this N the dense path alone is fastest.
+_MIN_PRUNED_N = 4096
+
+
+# --------------------------------------------------------------------------- numba kernels
+@numba.njit(cache=True, nogil=True, fastmath=False)
+def _dot64(Xp: np.ndarray, i: int, x: np.ndarray) -> float:  # pragma: no cover - jitted
+    acc = 0.0
+    for k in range(x.shape[0]):
+        acc += np.float64(Xp[i, k]) * x[k]
+    return acc
+
+
+@numba.njit(cache=True, nogil=True)
+def _group_min(
+    s: np.ndarray, gstart: np.ndarray, g: int
+) -> tuple[float, int]:  # pragma: no cover - jitted
+    # members are sorted by original index, so strict '<' keeps the lowest index on ties
+    best = _INF
+    arg = -1
+    for i in range(gstart[g], gstart[g + 1]):
+        if s[i] < best:
+            best = s[i]
+            arg = i
+    return best, arg
+
+
+@numba.njit(cache=True, nogil=True)
+def _tree_set(
+    tval: np.ndarray, tkey: np.ndarray, tpos: np.ndarray, P: int, g: int, val: float, key: int,
+    pos: int,
+) -> None:  # pragma: no cover - jitted
+    i = P + g
+    tval[i] = val
+    tkey[i] = key
+    tpos[i] = pos
+    i //= 2
+    while i >= 1:
+        a = 2 * i
+        b = a + 1
+        if tval[b] < tval[a] or (tval[b] == tval[a] and tkey[b] < tkey[a]):
+            a = b
+        tval[i] = tval[a]
+        tkey[i] = tkey[a]
+        tpos[i] = tpos[a]
+        i //= 2
+
+
+@numba.njit(cache=True, nogil=True)
+def _refresh_group(
+    s: np.ndarray, gstart: np.ndarray, orig: np.ndarray, gmin: np.ndarray, gthr: np.ndarray,
+    tval: np.ndarray, tkey: np.ndarray, tpos: np.ndarray, P: int, g: int,
+) -> None:  # pragma: no cover - jitted
+    best, arg = _group_min(s, gstart, g)
+    gmin[g] = best
+    if best == _INF:
+        gthr[g] = -10.0  # empty: every test skips it
+        _tree_set(tval, tkey, tpos, P, g, _INF, np.iinfo(np.int64).max, -1)
+    else:
+        c = best - 1e-6
+        c = min(1.0, max(-1.0, c))
+        gthr[g] = math.acos(c)
+        _tree_set(tval, tkey, tpos, P, g, best, orig[arg], arg)
+
+
+@numba.njit(cache=True, nogil=True)
+def _pruned_run(
+    Xp: np.ndarray, orig: np.ndarray, gof: np.ndarray, gstart: np.ndarray, centers: np.ndarray,
+    A: np.ndarray, radius: np.ndarray, rowang: np.ndarray, rowcos: np.ndarray,
+    rowsin: np.ndarray, s: np.ndarray, gmin: np.ndarray, gthr: np.ndarray, tval: np.ndarray,
+    tkey: np.ndarray, tpos: np.ndarray, P: int, forced: np.ndarray, n_picks: int,
+    out_order: np.ndarray, out_sim: np.ndarray, window: int, bail_frac: float,
+) -> tuple[int, int, bool]:  # pragma: no cover - jitted
+    """Apply `forced` picks (the seed set), then make up to `n_picks` greedy picks.
+
+    Returns (forced applied, picks made, bailed). Bails out when, over the last `window`
+    steps, more than `bail_frac` of the remaining rows needed a dot product per step.
+    """
+    G = gstart.shape[0] - 1
+    d = Xp.shape[1]
+    n_rem = 0
+    for i in range(s.shape[0]):
+        if s[i] != _INF:
+            n_rem += 1
+    x = np.empty(d, dtype=np.float64)
+    touched_window = 0
+    rem_window = 0
+    steps_in_window = 0
+    n_forced = forced.shape[0]
+    made = 0
+    applied = 0
+    total = n_forced + n_picks
+    for step in range(total):
+        if n_rem == 0:
+            break
+        if step < n_forced:
+            p = forced[step]
+            applied += 1
+        else:
+            p = tpos[1]
+            out_order[made] = orig[p]
+            out_sim[made] = tval[1]
+            made += 1
+        for k in range(d):
+            x[k] = np.float64(Xp[p, k])
+        s[p] = _INF
+        n_rem -= 1
+        h = gof[p]
+        ap = rowang[p]
+        touched = 0
+        own_done = False
+        for g in range(G):
+            thr = gthr[g]
+            if thr < -5.0:
+                continue
+            # coarse test from the precomputed centre-centre angle, no dot product
+            if A[h, g] - ap - radius[g] >= thr:
+                continue
+            cg = 0.0
+            for k in range(d):
+                cg += x[k] * centers[g, k]
+            cg = min(1.0, max(-1.0, cg))
+            ang = math.acos(cg)
+            if ang - radius[g] >= thr:
+                continue
+            sa = math.sqrt(max(0.0, 1.0 - cg * cg))
+            changed = False
+            for i in range(gstart[g], gstart[g + 1]):
+                si = s[i]
+                if si == _INF:
+                    continue
+                if ang > rowang[i]:
+                    # cos(ang - rowang[i]) bounds the similarity of row i to x
+                    ub = cg * rowcos[i] + sa * rowsin[i]
+                    if ub + _MARGIN <= si:
+                        continue
+                v = _dot64(Xp, i, x)
+                touched += 1
+                if v > si:
+                    s[i] = v
+                    changed = True
+            if changed or g == h:
+                _refresh_group(s, gstart, orig, gmin, gthr, tval, tkey, tpos, P, g)
+                if g == h:
+                    own_done = True
+        if not own_done:
+            _refresh_group(s, gstart, orig, gmin, gthr, tval, tkey, tpos, P, h)
+        touched_window += touched
+        rem_window += n_rem + 1
+        steps_in_window += 1
+        if steps_in_window == window:
+            if touched_window > bail_frac * rem_window:
+                return applied, made, True
+            touched_window = 0
+            rem_window = 0
+            steps_in_window = 0
+    return applied, made, False
+
+
+@numba.njit(cache=True, nogil=True)
+def _refresh_all(
+    s: np.ndarray, gstart: np.ndarray, orig: np.ndarray, gmin: np.ndarray, gthr: np.ndarray,
+    tval: np.ndarray, tkey: np.ndarray, tpos: np.ndarray, P: int,
+) -> None:  # pragma: no cover - jitted
+    for g in range(gstart.shape[0] - 1):
+        _refresh_group(s, gstart, orig, gmin, gthr, tval, tkey, tpos, P, g)
+
+
+# --------------------------------------------------------------------------- grouping
+@dataclass
+class _Groups:
+    perm: np.ndarray  # (N,) original index of each permuted row
+    gof: np.ndarray  # (N,) group of each permuted row
+    gstart: np.ndarray  # (G+1,)
+    centers: np.ndarray  # (G, d) float64 unit
+    A: np.ndarray  # (G, G) float32 centre-centre angles, rounded down
+    radius: np.ndarray  # (G,) float64, rounded up
+    rowang: np.ndarray  # (N,) float64 angle of each row to its centre
+    rowcos: np.ndarray
+    rowsin: np.ndarray
+
+
+def _assign(Xn: np.ndarray, C: np.ndarray, block: int = 16384) -> np.ndarray:
+    """Nearest centre (max dot) for every row; blocked GEMM."""
+    out = np.empty(len(Xn), dtype=np.int64)
+    Cf = np.ascontiguousarray(C, dtype=np.float32)
+    for a in range(0, len(Xn), block):
+        out[a : a + block] = np.argmax(Xn[a : a + block] @ Cf.T, axis=1)
+    return out
+
+
+def _build_groups(X: np.ndarray, n_groups: int) -> _Groups:
+    """Group rows around spherical k-means centres. `X` need not be normalised: the
+    nearest centre by cosine is the argmax of ``x @ c`` whatever the norm of x."""
+    n, d = X.shape
+    rng = np.random.default_rng(0)  # grouping only affects speed, never the order
+    # Centres: a short spherical k-means on a subsample, then one full assignment pass.
+    sample = normalize_rows(X[np.sort(rng.choice(n, size=min(n, 16 * n_groups), replace=False))])
+    C = sample[rng.choice(len(sample), size=min(n_groups, len(sample)), replace=False)]
+    C = C.astype(np.float64)
+    for _ in range(3):
+        lab = _assign(sample, C)
+        sums = np.zeros_like(C)
+        np.add.at(sums, lab, sample)
+        norms = np.linalg.norm(sums, axis=1)
+        keep = norms > 0
+        C = sums[keep] / norms[keep, None]
+    lab = _assign(X, C)
+    used = np.unique(lab)
+    remap = np.full(len(C), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    lab = remap[lab]
+    G = len(used)
+    # rows grouped, and inside a group sorted by original index (the tie-break)
+    perm = np.argsort(lab, kind="stable").astype(np.int64)
+    gof = lab[perm].astype(np.int64)
+    counts = np.bincount(gof, minlength=G)
+    gstart = np.zeros(G + 1, dtype=np.int64)
+    np.cumsum(counts, out=gstart[1:])
+    return _Groups(
+        perm=perm, gof=gof, gstart=gstart, centers=C[used],
+        A=np.empty((0, 0), np.float32), radius=np.empty(0), rowang=np.empty(0),
+        rowcos=np.empty(0), rowsin=np.empty(0),
+    )
+
+
+def _permuted_unit_rows(X: np.ndarray, perm: np.ndarray, block: int = 65536) -> np.ndarray:
+    """``normalize_rows(X)[perm]`` without a second full-size temporary."""
+    Xp = np.empty((len(perm), X.shape[1]), dtype=np.float32)
+    for a in range(0, len(perm), block):
+        normalize_rows(X[perm[a : a + block]], out=Xp[a : a + block])
+    return Xp
+
+
+def _finish_groups(grp: _Groups, Xp: np.ndarray) -> None:
+    """Centres as normalised member means; row angles, radii and centre-centre angles,
+    in float64 with conservative rounding."""
+    n = len(Xp)
+    sums = np.zeros_like(grp.centers)
+    for a in range(0, n, 65536):
+        np.add.at(sums, grp.gof[a : a + 65536], Xp[a : a + 65536].astype(np.float64))
+    grp.centers = sums / np.linalg.norm(sums, axis=1, keepdims=True)
+    rowcos = np.empty(n, dtype=np.float64)
+    for a in range(0, n, 65536):
+        rows = Xp[a : a + 65536].astype(np.float64)
+        rowcos[a : a + 65536] = np.einsum("ij,ij->i", rows, grp.centers[grp.gof[a : a + 65536]])
+    np.clip(rowcos, -1.0, 1.0, out=rowcos)
+    rowang = np.arccos(rowcos)
+    radius = np.zeros(len(grp.centers))
+    np.maximum.at(radius, grp.gof, rowang)
+    grp.radius = radius + 1e-6
+    grp.rowang = rowang
+    grp.rowcos = rowcos
+    grp.rowsin = np.sqrt(np.maximum(0.0, 1.0 - rowcos * rowcos))
+    cc = np.clip(grp.centers @ grp.centers.T, -1.0, 1.0)
+    grp.A = (np.arccos(cc) - 1e-6).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- driver
+@dataclass
+class GreedyState:
+    """Telemetry of one run: how the work split between the two paths."""
+
+    n_groups: int = 0
+    pruned_steps: int = 0
+    dense_steps: int = 0
+    switches: int = 0
+
+
+def _n_groups_for(n: int) -> int:
+    return int(min(4096, max(8, round(3 * math.sqrt(n)))))
+
+
+def greedy_order(
+    X: np.ndarray,
+    initial: np.ndarray,
+    n_picks: int,
+    *,
+    method: str = "auto",
+    progress: Callable[[int], None] | None = None,
+    state: GreedyState | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact greedy max-min picks after a seed set.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_images, n_dims)
+        Finite rows with non-zero norm (validated by the caller).
+    initial : ndarray of shape (n_initial,), int64
+        Distinct indices of the seed set (at least one).
+    n_picks : int
+        Picks to make after the seed set, at most ``n_images - n_initial``.
+    method : {"auto", "pruned", "dense"}
+        "auto" prunes when N is large enough and hands over to dense when pruning fails.
+
+    Returns
+    -------
+    picks : ndarray of shape (n_picks,), int64
+    max_similarity : ndarray of shape (n_picks,), float64
+        Each pick's max cosine similarity to the set chosen before it.
+    """
+    n = len(X)
+    state = state if state is not None else GreedyState()
+    out_order = np.empty(n_picks, dtype=np.int64)
+    out_sim = np.empty(n_picks, dtype=np.float64)
+    use_pruned = method == "pruned" or (method == "auto" and n >= _MIN_PRUNED_N)
+    if not use_pruned:
+        Xn = normalize_rows(X)
+        perm = np.arange(n, dtype=np.int64)
+        s = np.full(n, -_INF)
+        _dense_seed(Xn, s, initial)
+        _dense_run(Xn, perm, s, n_picks, out_order, out_sim, 0, progress)
+        state.dense_steps += n_picks
+        return out_order, out_sim
+
+    grp = _build_groups(X, _n_groups_for(n))
+    Xp = _permuted_unit_rows(X, grp.perm)  # the only full-size copy: memory ~2x X
+    _finish_groups(grp, Xp)
+    G = len(grp.centers)
+    state.n_groups = G
+    P = 1
+    while P < G:
+        P *= 2
+    tval = np.full(2 * P, _INF)
+    tkey = np.full(2 * P, np.iinfo(np.int64).max, dtype=np.int64)
+    tpos = np.full(2 * P, -1, dtype=np.int64)
+    gmin = np.full(G, -_INF)
+    gthr = np.full(G, math.pi)
+    s = np.full(n, -_INF)
+    inv = np.empty(n, dtype=np.int64)
+    inv[grp.perm] = np.arange(n)
+    forced = inv[np.asarray(initial, dtype=np.int64)]
+    # While s is -inf nothing can be skipped: the first seeds go through one GEMM.
+    n_dense_seeds = min(len(forced), 32)
+    _dense_seed(Xp, s, forced[:n_dense_seeds])
+    forced = forced[n_dense_seeds:]
+    _refresh_all(s, grp.gstart, grp.perm, gmin, gthr, tval, tkey, tpos, P)
+
+    made = 0
+    dense_len = 256
+    pruned_ok = method == "pruned"
+    window = 32
+    chunk = 4096
+    while forced.size or made < n_picks:
+        if method == "dense_only":  # pragma: no cover - not exposed
+            break
+        applied, done, bailed = _pruned_run(
+            Xp, grp.perm, grp.gof, grp.gstart, grp.centers, grp.A, grp.radius, grp.rowang,
+            grp.rowcos, grp.rowsin, s, gmin, gthr, tval, tkey, tpos, P, forced,
+            min(chunk, n_picks - made), out_order[made:], out_sim[made:], window,
+            2.0 if pruned_ok else 0.25,
+        )
+        forced = forced[applied:]
+        made += done
+        state.pruned_steps += applied + done
+        if progress is not None and done:
+            progress(done)
+        if not bailed:
+            continue
+        # Pruning does not pay here: the dense path takes over for a while.
+        state.switches += 1
+        if forced.size:
+            _dense_seed(Xp, s, forced)
+            state.dense_steps += forced.size
+            forced = forced[:0]
+        k = min(dense_len, n_picks - made)
+        _dense_run(Xp, grp.perm, s, k, out_order[made:], out_sim[made:], made, progress)
+        made += k
+        state.dense_steps += k
+        dense_len *= 2
+        _refresh_all(s, grp.gstart, grp.perm, gmin, gthr, tval, tkey, tpos, P)
+    return out_order, out_sim
+
+
+def _dense_seed(Xp: np.ndarray, s: np.ndarray, seeds: np.ndarray, block: int = 256) -> None:
+    """Raise `s` with a batch of seed rows via GEMM (order inside the seed set is irrelevant)."""
+    seeds = np.asarray(seeds, dtype=np.int64)
+    s[seeds] = _INF
+    rem = np.flatnonzero(s != _INF)
+    for a in range(0, len(seeds), block):
+        B = Xp[seeds[a : a + block]]  # (b, d)
+        for r in range(0, len(rem), 65536):
+            idx = rem[r : r + 65536]
+            sims = (Xp[idx] @ B.T).max(axis=1)
+            s[idx] = np.maximum(s[idx], sims)
+
+
+def _dense_run(
+    Xp: np.ndarray, orig: np.ndarray, s: np.ndarray, k: int, out_order: np.ndarray,
+    out_sim: np.ndarray, offset: int, progress: Callable[[int], None] | None,
+) -> None:
+    """`k` greedy picks with one BLAS GEMV over the remaining rows per pick.
+
+    Remaining rows are re-packed (sorted by original index, so ``argmin``'s first hit is the
+    lowest index) and re-packed again each time half of them have been picked.
+    """
+    if k <= 0:
+        return
+    done = 0
+    while done < k:
+        rem = np.flatnonzero(s != _INF)
+        rem = rem[np.argsort(orig[rem], kind="stable")]
+        Xr = Xp[rem]  # (m, d) contiguous copy
+        sr = s[rem].copy()
+        m = len(rem)
+        budget = min(k - done, max(1, m // 2))
+        for _ in range(budget):
+            j = int(np.argmin(sr))
+            out_order[done] = orig[rem[j]]
+            out_sim[done] = sr[j]
+            sims = Xr @ Xr[j]
+            np.maximum(sr, sims, out=sr)
+            sr[j] = _INF
+            done += 1
+            if progress is not None and done % 256 == 0:
+                progress(256)
+        s[rem] = sr
+    if progress is not None and done % 256:
+        progress(done % 256)

@@ -1,0 +1,51 @@
+"""Cosine similarity building blocks (numpy only; no torch).
+
+The paper's similarity is "the complement of the cosine distance", i.e. plain cosine
+similarity, in [-1, 1] (in [0, 1] for non-negative embeddings).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["cosine_similarity", "normalize_rows"]
+
+
+def normalize_rows(X: np.ndarray, *, out: np.ndarray | None = None, block: int = 65536) -> np.ndarray:
+    """L2-normalise rows in float32, blockwise so temporaries stay small.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_images, n_dims)
+        Rows with non-zero norm (validated by :func:`enrich.embeddings.check_vectors`).
+    out : ndarray of shape (n_images, n_dims), float32, optional
+        Where to write; may be `X` itself when it is float32.
+
+    Examples
+    --------
+    >>> normalize_rows(np.array([[3.0, 4.0]]))
+    array([[0.6, 0.8]], dtype=float32)
+    """
+    if out is None:
+        out = np.empty(X.shape, dtype=np.float32)
+    for start in range(0, len(X), block):
+        rows = np.asarray(X[start : start + block], dtype=np.float64)  # (b, d)
+        norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+        out[start : start + block] = rows / norms[:, None]
+    return out
+
+
+def cosine_similarity(A: np.ndarray, B: np.ndarray | None = None) -> np.ndarray:
+    """Dense cosine similarity matrix (float64); for small inputs and tests only.
+
+    >>> cosine_similarity(np.array([[1.0, 0.0], [1.0, 1.0]])).round(3)
+    array([[1.   , 0.707],
+           [0.707, 1.   ]])
+    """
+    a = np.asarray(A, dtype=np.float64)
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    if B is None:
+        return a @ a.T
+    b = np.asarray(B, dtype=np.float64)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return a @ b.T

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _data import clustered, gaussian
+from _reference import unit64
+
+from enrich.errors import EnrichError
+from enrich.redundancy import near_duplicate_groups, plot_cdf, redundancy
+
+
+def dense_reference(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    U = unit64(X)
+    S = U @ U.T
+    np.fill_diagonal(S, -np.inf)
+    return S.max(axis=1), S.argmax(axis=1), S
+
+
+@pytest.mark.parametrize("make", [clustered, gaussian], ids=["clustered", "gaussian"])
+@pytest.mark.parametrize("block", [64, 1024])
+def test_matches_dense_reference(make, block: int) -> None:
+    X = make(700, 24, seed=5)
+    r = redundancy(X, block=block)
+    best, nearest, S = dense_reference(X)
+    np.testing.assert_allclose(r.max_similarity, best, atol=2e-6)
+    # the reported nearest image really is (one of) the most similar
+    np.testing.assert_allclose(S[np.arange(len(X)), r.nearest], best, atol=2e-6)
+    assert (r.nearest != np.arange(len(X))).all()
+
+
+def test_ties_go_to_lowest_index_and_self_is_excluded() -> None:
+    X = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    r = redundancy(X, block=2)
+    assert r.nearest.tolist()[:3] == [1, 0, 0]
+    assert r.max_similarity[:3].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_groups_are_connected_components_not_just_nearest_pairs() -> None:
+    # a-b and c-d are mutual nearest neighbours; b-c is above the threshold too,
+    # so all four form one group; e is far away.
+    ang = np.deg2rad([0.0, 5.0, 12.0, 17.0, 90.0])
+    X = np.c_[np.cos(ang), np.sin(ang)]
+    r = redundancy(X, group_threshold=float(np.cos(np.deg2rad(7.5))), block=2)
+    assert [g.tolist() for g in r.groups()] == [[0, 1, 2, 3]]
+    assert near_duplicate_groups(X, float(np.cos(np.deg2rad(6.0)))) == [
+        pytest.approx(np.array([0, 1])),
+        pytest.approx(np.array([2, 3])),
+    ]
+
+
+def test_summary_fractions() -> None:
+    X = clustered(500, 16, seed=1)
+    r = redundancy(X)
+    s = r.summary()
+    m = r.max_similarity
+    assert s["n_images"] == 500
+    assert s["fraction_above"]["0.9"] == pytest.approx((m > 0.9).mean())
+    assert s["fraction_below"]["0.4"] == pytest.approx((m < 0.4).mean())
+    assert s["quantiles"]["0.5"] == pytest.approx(float(np.median(m)))
+
+
+def test_bad_input() -> None:
+    with pytest.raises(EnrichError, match="N=1"):
+        redundancy(np.ones((1, 4)))
+    with pytest.raises(EnrichError, match="group_threshold=2"):
+        redundancy(np.eye(3), group_threshold=2)
+    with pytest.raises(EnrichError, match="NaN"):
+        redundancy(np.array([[1.0, np.inf], [1.0, 0.0]]))
+
+
+def test_plot_cdf_overlays_datasets() -> None:
+    fig = plot_cdf({"a": redundancy(clustered(200, 8)), "b": np.linspace(0, 1, 50)})
+    ax = fig.axes[0]
+    assert len(ax.get_lines()) >= 2
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a (N=200)", "b (N=50)"]

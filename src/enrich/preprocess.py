@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 # ITU-R BT.601 luma, as OpenCV's COLOR_RGB2GRAY (the paper converted with OpenCV).
-_BT601 = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+_BT601_F32 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 IntensityMode = Literal["auto", "dtype", "minmax", "percentile"]
 CropMode = Literal["center", "auto"]
@@ -112,11 +112,15 @@ def rescale_intensity(
         else:
             mode = "minmax"
     x = img.astype(np.float32)
-    x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    if mode == "dtype" and img.dtype.kind in "ui":
+        info = np.iinfo(img.dtype)
+        if info.min:
+            x -= np.float32(info.min)
+        x *= np.float32(1.0 / (float(info.max) - float(info.min)))
+        return x
+    if img.dtype.kind == "f":
+        x = np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     if mode == "dtype":
-        if img.dtype.kind in "ui":
-            info = np.iinfo(img.dtype)
-            x = (x - info.min) / float(info.max - info.min)
         return np.clip(x, 0.0, 1.0, out=x)
     if mode == "minmax":
         lo, hi = float(x.min()), float(x.max())
@@ -124,7 +128,8 @@ def rescale_intensity(
         lo, hi = (float(v) for v in np.percentile(x, [lo_p, hi_p]))
     if hi <= lo:
         return np.zeros_like(x)
-    x = (x - lo) / (hi - lo)
+    x -= np.float32(lo)
+    x *= np.float32(1.0 / (hi - lo))
     return np.clip(x, 0.0, 1.0, out=x)
 
 
@@ -152,8 +157,10 @@ def to_grayscale(img: np.ndarray) -> np.ndarray:
         return img
     if img.shape[2] in (1, 2):  # gray, or gray + alpha
         return img[..., 0]
-    rgb = img[..., :3].astype(np.float32)
-    return (rgb @ _BT601.astype(np.float32)).astype(np.float32)
+    rgb = img[..., :3]
+    if rgb.dtype != np.float32:
+        rgb = rgb.astype(np.float32)
+    return np.asarray(rgb @ _BT601_F32, dtype=np.float32)
 
 
 def center_crop(img: np.ndarray, size: int | tuple[int, int] | None = None) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,13 +65,17 @@ class _Entry:
     source: str = ""
 
 
-def _walk(folder: Path) -> Iterator[Path]:
-    """Files under `folder`, sorted, without hidden files or folders."""
+def _walk(folder: Path) -> list[Path]:
+    """Files under `folder` sorted by their path components, without hidden entries."""
+    found: list[tuple[tuple[str, ...], Path]] = []
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
             if not name.startswith("."):
-                yield Path(dirpath) / name
+                path = Path(dirpath) / name
+                found.append((path.relative_to(folder).parts, path))
+    found.sort(key=lambda item: item[0])
+    return [path for _, path in found]
 
 
 def _rel_id(path: Path, root: Path) -> str:
@@ -230,15 +234,15 @@ def discover(
             else:
                 entries = [_Entry(path, path.parent, found, source=str(src))]
 
-        n_rows_before = len(columns["id"])
+        n_found = 0
         iterator: Iterable[_Entry] = entries
         if progress:
             from tqdm import tqdm
 
             iterator = tqdm(entries, desc=f"scanning {src}", unit="file", leave=False)
         for entry in iterator:
-            _add_entry(entry, columns, skipped, seen, seen_frames, check_pixels)
-        if len(columns["id"]) == n_rows_before:
+            n_found += _add_entry(entry, columns, skipped, seen, seen_frames, check_pixels)
+        if n_found == 0:
             new = skipped[n_skipped_before:]
             if new:
                 raise EnrichError(
@@ -260,7 +264,8 @@ def _add_entry(
     seen: dict[str, str],
     seen_frames: set[tuple[str, int]],
     check_pixels: bool,
-) -> None:
+) -> int:
+    """Add the images of one file to `columns`; return how many it holds."""
     reader = entry.reader
     assert reader is not None
     source_path = entry.path.as_posix()
@@ -277,10 +282,10 @@ def _add_entry(
         raise
     except Exception as exc:
         skipped.append((source_path, _reason(exc)))
-        return
+        return 0
     if not records:
         skipped.append((source_path, "no images in file"))
-        return
+        return 0
     base = _rel_id(entry.path, entry.root)
     multi = reader.clip_per_file and (len(records) > 1 or records[0].key is not None)
     ov = entry.overrides
@@ -302,6 +307,7 @@ def _add_entry(
         columns["clip_id"].append(ov.get("clip_id", rec.clip_id or (base if multi else None)))
         columns["label"].append(ov.get("label", rec.label))
         columns["split"].append(ov.get("split", rec.split))
+    return len(records)
 
 
 def _reason(exc: BaseException) -> str:

@@ -116,7 +116,7 @@ def rescale_intensity(
         info = np.iinfo(img.dtype)
         if info.min:
             x -= np.float32(info.min)
-        x *= np.float32(1.0 / (float(info.max) - float(info.min)))
+        x /= np.float32(float(info.max) - float(info.min))
         return x
     if img.dtype.kind == "f":
         x = np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
@@ -126,10 +126,13 @@ def rescale_intensity(
         lo, hi = float(x.min()), float(x.max())
     else:
         lo, hi = (float(v) for v in np.percentile(x, [lo_p, hi_p]))
-    if hi <= lo:
+    if not hi > lo:
         return np.zeros_like(x)
-    x -= np.float32(lo)
-    x *= np.float32(1.0 / (hi - lo))
+    if np.isfinite(hi - lo):
+        x -= np.float32(lo)
+        x /= np.float32(hi - lo)
+    else:  # a range beyond float32: scale in float64
+        x = ((x.astype(np.float64) - lo) / (float(hi) - float(lo))).astype(np.float32)
     return np.clip(x, 0.0, 1.0, out=x)
 
 

@@ -114,7 +114,7 @@ def test_loss_decreases_on_real_xrays(xray: np.ndarray) -> None:
     assert len(val) == 6 and result.stopped == "max_epochs"
     assert val[-1] < val[0] and train[-1] < train[0]
     assert result.best_val_loss == min(val)
-    assert result.n_train + result.n_val == len(xray)
+    assert result.n_fit + result.n_val == len(xray)
     # The returned model is the best epoch's: its validation loss is the best one.
     assert not model.training and next(model.parameters()).device.type == "cpu"
 

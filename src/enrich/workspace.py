@@ -361,6 +361,18 @@ def _norm(path: str) -> str:
     return os.path.normcase(os.path.normpath(os.path.abspath(os.path.expanduser(path))))
 
 
+def _as_string(col: pd.Series) -> pd.Series:
+    """Strings or <NA>; integral floats (a label column with gaps) lose their ``.0``."""
+    import pandas as pd
+
+    if pd.api.types.is_float_dtype(col.dtype):
+        vals = col.to_numpy(dtype=float)
+        finite = vals[~np.isnan(vals)]
+        if np.array_equal(finite, np.round(finite)):
+            return col.astype("Int64").astype("string")
+    return col.astype("string")
+
+
 def _normalise_manifest(df: pd.DataFrame, *, where: str) -> pd.DataFrame:
     """Columns in contract order with contract dtypes; unique non-empty ids."""
     import pandas as pd
@@ -387,6 +399,6 @@ def _normalise_manifest(df: pd.DataFrame, *, where: str) -> pd.DataFrame:
         if col not in df.columns:
             df[col] = pd.Series([pd.NA] * len(df), dtype="string")
         else:  # strings or <NA>; a label 1 read from a CSV and from a DICOM tag compare equal
-            df[col] = df[col].astype("string")
+            df[col] = _as_string(df[col])
     extra = [c for c in df.columns if c not in MANIFEST_COLUMNS]
     return df[list(MANIFEST_COLUMNS) + extra]

@@ -34,8 +34,8 @@ class TrainResult:
     stopped: str  # "early_stopping", "max_epochs" or "time_limit"
     seconds: float
     device: str
-    n_train: int
-    n_val: int
+    n_fit: int  # images the gradient steps saw
+    n_val: int  # held-out images for early stopping
     history: list[dict[str, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -200,7 +200,7 @@ def train_betavae(
         stopped=stopped,
         seconds=round(time.perf_counter() - start, 3),
         device=str(dev),
-        n_train=len(train_idx),
+        n_fit=len(train_idx),
         n_val=n_val,
         history=history,
     )

@@ -137,7 +137,7 @@ class BetaVAEEmbedder(Embedder):
             progress=self.progress,
         )
         self._set_model(model)
-        self.fit_info_ = {"n_train": len(images), **result.to_dict()}
+        self.fit_info_ = {"n_train": len(images), **result.to_dict()}  # n_train = n_fit + n_val
 
     def _set_model(self, model: BetaVAE) -> None:
         import torch

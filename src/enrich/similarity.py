@@ -29,9 +29,10 @@ def normalize_rows(X: np.ndarray, *, out: np.ndarray | None = None, block: int =
     if out is None:
         out = np.empty(X.shape, dtype=np.float32)
     for start in range(0, len(X), block):
-        rows = np.asarray(X[start : start + block], dtype=np.float64)  # (b, d)
-        norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
-        out[start : start + block] = rows / norms[:, None]
+        rows = np.asarray(X[start : start + block], dtype=np.float32)  # (b, d)
+        # squares in float32, their sum in float64: norms good to ~1e-7 relative
+        norms = np.sqrt(np.add.reduce(rows * rows, axis=1, dtype=np.float64))
+        out[start : start + block] = rows / norms[:, None].astype(np.float32)
     return out
 
 

@@ -220,6 +220,17 @@ class _Groups:
     rowsin: np.ndarray
 
 
+def _group_sums(X: np.ndarray, lab: np.ndarray, k: int) -> np.ndarray:
+    """Per-label row sums (float64), via a sort and ``reduceat`` rather than ``add.at``."""
+    order = np.argsort(lab, kind="stable")
+    counts = np.bincount(lab, minlength=k)
+    sums = np.zeros((k, X.shape[1]), dtype=np.float64)
+    present = counts > 0
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[present]
+    sums[present] = np.add.reduceat(X[order], starts, axis=0, dtype=np.float64)
+    return sums
+
+
 def _assign(Xn: np.ndarray, C: np.ndarray, block: int = 16384) -> np.ndarray:
     """Nearest centre (max dot) for every row; blocked GEMM."""
     out = np.empty(len(Xn), dtype=np.int64)
@@ -240,8 +251,7 @@ def _build_groups(X: np.ndarray, n_groups: int) -> _Groups:
     C = C.astype(np.float64)
     for _ in range(3):
         lab = _assign(sample, C)
-        sums = np.zeros_like(C)
-        np.add.at(sums, lab, sample)
+        sums = _group_sums(sample, lab, len(C))
         norms = np.linalg.norm(sums, axis=1)
         keep = norms > 0
         C = sums[keep] / norms[keep, None]
@@ -276,9 +286,7 @@ def _finish_groups(grp: _Groups, Xp: np.ndarray) -> None:
     """Centres as normalised member means; row angles, radii and centre-centre angles,
     in float64 with conservative rounding."""
     n = len(Xp)
-    sums = np.zeros_like(grp.centers)
-    for a in range(0, n, 65536):
-        np.add.at(sums, grp.gof[a : a + 65536], Xp[a : a + 65536].astype(np.float64))
+    sums = np.add.reduceat(Xp, grp.gstart[:-1], axis=0, dtype=np.float64)  # rows are grouped
     grp.centers = sums / np.linalg.norm(sums, axis=1, keepdims=True)
     rowcos = np.empty(n, dtype=np.float64)
     for a in range(0, n, 65536):
@@ -436,6 +444,18 @@ def _dense_run(
     """
     if k <= 0:
         return
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread: a GEMV is memory-bound, and thread hand-offs per call cost more than
+    # they give (much more on a busy machine). It also keeps results independent of threads.
+    with threadpool_limits(1, user_api="blas"):
+        _dense_loop(Xp, orig, s, k, out_order, out_sim, progress)
+
+
+def _dense_loop(
+    Xp: np.ndarray, orig: np.ndarray, s: np.ndarray, k: int, out_order: np.ndarray,
+    out_sim: np.ndarray, progress: Callable[[int], None] | None,
+) -> None:
     done = 0
     while done < k:
         rem = np.flatnonzero(s != _INF)

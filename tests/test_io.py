@@ -555,3 +555,28 @@ def test_stream_file_deleted_after_discovery(tmp_path):
     stream = read_frames(m)
     assert [i for i, _ in stream] == ["b.png"]
     assert stream.skipped[0].ids == ("a.png",) and "FileNotFoundError" in stream.skipped[0].reason
+
+
+def test_stream_random_subset_of_npz_decompresses_once(tmp_path, monkeypatch):
+    imgs = {s: RNG.integers(0, 256, (30, 6, 6), dtype=np.uint8) for s in ("train", "val", "test")}
+    np.savez_compressed(tmp_path / "d.npz", **{f"{s}_images": a for s, a in imgs.items()})
+    m = discover(tmp_path).manifest
+    shuffled = m.sample(frac=1.0, random_state=np.random.default_rng(0).integers(1 << 30))
+    loads: list[str] = []
+    original = np.lib.npyio.NpzFile.__getitem__
+
+    def spy(self, key):
+        loads.append(key)
+        return original(self, key)
+
+    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__", spy)
+    got = dict(read_frames(shuffled, preprocess=lambda x: x))
+    assert list(got) == list(shuffled.id)  # manifest order, even across runs
+    for image_id, img in got.items():
+        split, i = image_id.split("#")[1].split("/")
+        np.testing.assert_array_equal(img, imgs[split][int(i)])
+    assert sorted(k for k in loads if k.endswith("_images")) == [
+        "test_images",
+        "train_images",
+        "val_images",
+    ]

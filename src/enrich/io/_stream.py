@@ -212,10 +212,12 @@ def read_frames(
     --------
     >>> from enrich.io import discover, read_frames
     >>> from enrich.preprocess import Preprocess
-    >>> found = discover("data/pneumoniamnist")  # doctest: +SKIP
+    >>> found = discover("data/pneumoniamnist")  # run from the repository root
     >>> stream = read_frames(found.manifest, preprocess=Preprocess(), batch_size=256)
-    >>> for ids, x in stream:  # x: (256, 64, 64) float32  # doctest: +SKIP
+    >>> for ids, x in stream:  # x: (256, 64, 64) float32
     ...     pass
+    >>> len(stream.skipped)
+    0
     """
     missing = [c for c in ("id", "source_path", "frame") if c not in manifest.columns]
     if missing:

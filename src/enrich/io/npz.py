@@ -85,11 +85,24 @@ class NpzReader(Reader):
 
     def __init__(self, *, key: str | None = None) -> None:
         self.key = key
+        self._cache: (
+            tuple[tuple[Any, ...], dict[str, tuple[np.ndarray, np.ndarray | None]]] | None
+        ) = None
+        self._groups_cache: tuple[tuple[Any, ...], list[_Group]] | None = None
 
     def options(self) -> dict[str, Any]:
         return {"npz_key": self.key}
 
     def _groups(self, path: str | Path) -> list[_Group]:
+        stat = Path(path).stat()
+        tag = (str(Path(path).absolute()), stat.st_mtime_ns, stat.st_size)
+        if self._groups_cache is not None and self._groups_cache[0] == tag:
+            return self._groups_cache[1]
+        groups = self._find_groups(path)
+        self._groups_cache = (tag, groups)
+        return groups
+
+    def _find_groups(self, path: str | Path) -> list[_Group]:
         with zipfile.ZipFile(path) as zf:
             names = [n[: -len(".npy")] for n in zf.namelist() if n.endswith(".npy")]
             want = self.key or "images"
@@ -172,32 +185,47 @@ class NpzReader(Reader):
                     )
         return records
 
+    def _stack(self, path: str | Path, group: _Group) -> tuple[np.ndarray, np.ndarray | None]:
+        """The decompressed images array of `group` (and crop sizes), cached per reader.
+
+        The arrays of the last file read stay in memory, so a stream that visits an
+        ``.npz`` in many runs (a random subset of a manifest) decompresses each once.
+        """
+        stat = Path(path).stat()
+        tag = (str(Path(path).absolute()), stat.st_mtime_ns, stat.st_size)
+        if self._cache is None or self._cache[0] != tag:
+            self._cache = None  # free the old arrays before loading new ones
+            self._cache = (tag, {})
+        arrays = self._cache[1]
+        if group.key not in arrays:
+            with np.load(path, allow_pickle=False) as z:
+                stack = z[group.key]
+                if stack.ndim == 4 and stack.shape[3] not in (1, 2, 3, 4):
+                    stack = np.moveaxis(stack, 1, -1)  # channel-first
+                hw = None
+                if group.key.endswith("_padded") and group.split is None and "orig_hw" in z.files:
+                    hw = np.asarray(z["orig_hw"]).reshape(-1, 2)
+                    if len(hw) != stack.shape[0]:
+                        hw = None
+            arrays[group.key] = (stack, hw)
+        return arrays[group.key]
+
     def read(
         self, path: str | Path, frames: Iterable[int] | None = None
     ) -> Iterator[tuple[int, np.ndarray]]:
         groups = self._groups(path)
         total = sum(g.n for g in groups)
         wanted = range(total) if frames is None else frames
-        loaded: tuple[str, np.ndarray, np.ndarray | None] | None = None
-        with np.load(path, allow_pickle=False) as z:
-            for i in wanted:
-                i = int(i)
-                if not 0 <= i < total:
-                    raise ValueError(f"frame {i} is out of range (the file has {total})")
-                g = next(g for g in groups if g.start <= i < g.start + g.n)
-                if loaded is None or loaded[0] != g.key:
-                    stack = z[g.key]
-                    if stack.ndim == 4 and stack.shape[3] not in (1, 2, 3, 4):
-                        stack = np.moveaxis(stack, 1, -1)  # channel-first
-                    hw = None
-                    if g.key.endswith("_padded") and g.split is None and "orig_hw" in z.files:
-                        hw = np.asarray(z["orig_hw"]).reshape(-1, 2)
-                    loaded = (g.key, stack, hw)
-                _, stack, hw = loaded
-                img = stack[i - g.start]
-                if hw is not None and len(hw) == stack.shape[0]:
-                    h, w = (int(v) for v in hw[i - g.start])
-                    img = img[:h, :w]
-                if img.ndim == 3 and img.shape[2] == 1:
-                    img = img[..., 0]
-                yield i, np.ascontiguousarray(img)
+        for i in wanted:
+            i = int(i)
+            if not 0 <= i < total:
+                raise ValueError(f"frame {i} is out of range (the file has {total})")
+            g = next(g for g in groups if g.start <= i < g.start + g.n)
+            stack, hw = self._stack(path, g)
+            img = stack[i - g.start]
+            if hw is not None:
+                h, w = (int(v) for v in hw[i - g.start])
+                img = img[:h, :w]
+            if img.ndim == 3 and img.shape[2] == 1:
+                img = img[..., 0]
+            yield i, np.ascontiguousarray(img)

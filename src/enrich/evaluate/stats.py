@@ -202,7 +202,7 @@ def check_results(table: pd.DataFrame, *, source: str = "results table") -> pd.D
         t["fraction"] = t["fraction"].fillna(t["size"] / largest)
     if "error" not in t.columns:
         t["error"] = ""
-    t["error"] = t["error"].fillna("").astype(str)
+    t["error"] = t["error"].astype(object).where(t["error"].notna(), "").astype(str)
     # A row marked ok with a missing/non-finite value cannot enter the statistics.
     nonfinite = (t["status"] == "ok") & ~np.isfinite(t["value"].to_numpy(dtype=float))
     if nonfinite.any():

@@ -148,7 +148,11 @@ def duplicates_grid(
         A caption per image (e.g. its similarity to its nearest neighbour).
     """
     rows = [(f"group {i + 1}", list(g)) for i, g in enumerate(groups)]
-    return image_grid(rows, captions=captions, title="Near-duplicate images (most redundant first)")
+    return image_grid(
+        rows,
+        captions=captions,
+        title="Most similar images: near-duplicate groups, then closest pairs",
+    )
 
 
 # --------------------------------------------------------------------------- data
@@ -223,9 +227,9 @@ def duplicate_examples(
 
     Uses the near-duplicate groups of a :class:`enrich.redundancy.RedundancyResult`
     (images linked by similarity ≥ its ``group_threshold``), largest group first; within a
-    group the most redundant images come first, at most `max_size`. When no group exists
-    at that threshold, the most similar pairs (an image and its nearest neighbour) are
-    shown instead.
+    group the most redundant images come first, at most `max_size`. When there are fewer
+    than `n_groups` groups at that threshold, the most similar pairs (an image and its
+    nearest neighbour) not shown yet fill the rest.
 
     Parameters
     ----------
@@ -251,16 +255,16 @@ def duplicate_examples(
             f"{len(ids)} ids but {len(sim)} redundancy values; expected one per image"
         )
     groups: list[np.ndarray] = list(result.groups())[:n_groups]
-    if not groups:
-        seen: set[int] = set()
-        for i in np.argsort(-sim, kind="stable").tolist():
-            j = int(nearest[i])
-            if len(groups) >= n_groups:
-                break
-            if i in seen or j in seen or not 0 <= j < len(ids):
-                continue
-            seen.update((i, j))
-            groups.append(np.array([i, j]))
+    seen: set[int] = {int(m) for g in groups for m in np.asarray(g).tolist()}
+    # Fewer groups than asked for: add the most similar pairs of images not shown yet.
+    for i in np.argsort(-sim, kind="stable").tolist():
+        if len(groups) >= n_groups:
+            break
+        j = int(nearest[i])
+        if i in seen or j in seen or not 0 <= j < len(ids):
+            continue
+        seen.update((i, j))
+        groups.append(np.array([i, j]))
     out = []
     for g in groups:
         members = sorted(np.asarray(g).tolist(), key=lambda m: (-sim[m], m))[:max_size]
@@ -269,9 +273,13 @@ def duplicate_examples(
 
 
 def load_images(
-    manifest: pd.DataFrame, ids: Sequence[str], *, size: int = 64
+    manifest: pd.DataFrame, ids: Sequence[str], *, max_side: int = 256
 ) -> dict[str, np.ndarray]:
     """Read the images of `ids` from their sources, via :func:`enrich.io.read_frames`.
+
+    Images are shown as stored (gray, intensities rescaled to [0, 1], no crop), shrunk by
+    an integer stride so that no side exceeds `max_side`; only one full-size image is in
+    memory at a time.
 
     Parameters
     ----------
@@ -279,44 +287,24 @@ def load_images(
         The workspace manifest (``id, source_path, frame, ...``).
     ids : sequence of str
         Which images.
-    size : int
-        Thumbnails are resized to ``size × size`` (the embedding preprocessing).
+    max_side : int
+        Largest thumbnail side in pixels.
 
     Returns
     -------
-    dict of str to ndarray of shape (size, size)
-        Missing or unreadable images are absent.
+    dict of str to ndarray of shape (h, w)
+        Unreadable images are absent (``read_frames`` skips them).
     """
     from enrich.io import read_frames
 
-    wanted = [str(i) for i in ids]
+    wanted = {str(i) for i in ids}
     man = manifest.assign(id=manifest["id"].astype(str))
-    rows = man.set_index("id").loc[[i for i in wanted if i in set(man["id"])]].reset_index()
+    rows = man.loc[man["id"].isin(wanted)]  # manifest order: each source file opened once
     out: dict[str, np.ndarray] = {}
     if rows.empty:
         return out
-    for item in read_frames(rows, preprocess=_thumbnail(size)):
-        key, img = _unpack_frame(item)
-        out[str(key)] = np.asarray(img)
+    for key, img in read_frames(rows.reset_index(drop=True)):
+        a = np.asarray(img)
+        step = max(1, -(-max(a.shape[:2]) // max_side))
+        out[str(key)] = np.ascontiguousarray(a[::step, ::step])
     return out
-
-
-def _thumbnail(size: int) -> Any:
-    try:
-        from enrich.preprocess import Preprocess
-    except ImportError:
-        return None
-    try:
-        return Preprocess(size=size)
-    except TypeError:
-        return None
-
-
-def _unpack_frame(item: Any) -> tuple[str, np.ndarray]:
-    # TODO(io): settle on read_frames' item type; accept (id, array) pairs or objects.
-    if isinstance(item, tuple) and len(item) >= 2:
-        return str(item[0]), np.asarray(item[1])
-    for key_attr, img_attr in (("id", "image"), ("id", "pixels"), ("id", "array")):
-        if hasattr(item, key_attr) and hasattr(item, img_attr):
-            return str(getattr(item, key_attr)), np.asarray(getattr(item, img_attr))
-    raise EnrichError(f"unexpected item from enrich.io.read_frames: {type(item).__name__}")

@@ -162,11 +162,22 @@ def _p(p: float) -> str:
 
 
 def _hours(h: float) -> str:
+    """Human wording of a duration given in hours.
+
+    >>> _hours(38.2), _hours(2.25), _hours(0.02), _hours(0.5), _hours(1 / 3600)
+    ('38 hours', '2.2 hours', '1.2 minutes', '30 minutes', '1 second')
+    """
     if h >= 10:
         return f"{h:,.0f} hours"
     if h >= 1:
         return f"{h:.1f} hours"
-    return f"{h * 60:.0f} minutes"
+    minutes = h * 60
+    if minutes >= 10:
+        return f"{minutes:.0f} minutes"
+    if minutes >= 1:
+        return f"{minutes:.1f} minutes"
+    seconds = round(h * 3600)
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 def _count(x: float) -> str:
@@ -439,6 +450,7 @@ def build_context(
         "figures": figures,
         "grids": grids,
         "coverage": coverage_tables,
+        "coverage_ids": any(r["what"] != "images" for t in coverage_tables for r in t["rows"]),
         "redundancy": redundancy_summary,
         "failed": failed_rows,
         "notes": notes,
@@ -497,15 +509,23 @@ def _coverage_tables(
     )
     tables = []
     classes = [c for c in dict.fromkeys(cov["class"]) if c != "all"] + ["all"]
-    sizes = sorted(set(cov["size"]))
+    subset_rows = cov.loc[cov["strategy"] != S.FULL]
+    sizes = sorted(set(subset_rows["size"]))
     header = []
     for s in sizes:
-        frac = cov.loc[cov["size"] == s, "fraction"].iloc[0]
+        frac = subset_rows.loc[subset_rows["size"] == s, "fraction"].iloc[0]
         header.append({"size": f"{int(s):,}", "percent": _pct(frac)})
+    full_all = cov.loc[(cov["strategy"] == S.FULL) & (cov["class"] == "all")]
+    full_header = (
+        {"size": f"{int(full_all['size'].iloc[0]):,}", "percent": "100% (all)"}
+        if len(full_all)
+        else None
+    )
     for cls in classes:
         c = cov.loc[cov["class"] == cls]
+        full = c.loc[c["strategy"] == S.FULL]
         rows = []
-        for name in dict.fromkeys(c["strategy"]):
+        for name in dict.fromkeys(c.loc[c["strategy"] != S.FULL, "strategy"]):
             cs = c.loc[c["strategy"] == name].set_index("size")
             for what in ("images", "patients", "clips"):
                 if cs[what].isna().all():
@@ -516,10 +536,11 @@ def _coverage_tables(
                         "key": name,
                         "what": what,
                         "cells": [_count(cs[what].get(s, np.nan)) for s in sizes],
+                        "full": _count(float(full[what].iloc[0])) if len(full) else None,
                     }
                 )
         title = "All classes" if cls == "all" else f"Class {cls}"
-        tables.append({"title": title, "header": header, "rows": rows})
+        tables.append({"title": title, "header": header, "full": full_header, "rows": rows})
     return tables
 
 

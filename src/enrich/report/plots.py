@@ -215,7 +215,11 @@ def _fmt_hours(h: float) -> str:
         return f"{h:,.0f} h"
     if h >= 1:
         return f"{h:.1f} h"
-    return f"{h * 60:.0f} min"
+    if h * 60 >= 10:
+        return f"{h * 60:.0f} min"
+    if h * 60 >= 1:
+        return f"{h * 60:.1f} min"
+    return f"{h * 3600:.0f} s"
 
 
 def plot_labeling_time(

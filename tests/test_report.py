@@ -1,0 +1,477 @@
+"""Figures, image grids, the HTML report and `enrich report`, on synthetic results tables and a
+tiny real workspace (PneumoniaMNIST images from data/)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import PathCollection
+from matplotlib.figure import Figure
+
+from enrich.cli import main
+from enrich.errors import EnrichError
+from enrich.evaluate import stats as S
+from enrich.report import grid, plots
+from enrich.report.html import write_report
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "pneumoniamnist" / "pneumoniamnist.npz"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def make_results(
+    *,
+    n_train: int = 48,
+    sizes: tuple[int, ...] = (12, 24, 36),
+    inits: int = 2,
+    models: int = 5,
+    enrich_from: int | None = 24,
+    random_from: int | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """A results table with a known answer: each strategy is indistinguishable from the
+    full set from its `*_from` size on (the same values as the full set) and clearly worse
+    before it (every value below every full value)."""
+    rng = np.random.default_rng(seed)
+    full = 0.95 + rng.uniform(0, 0.01, inits * models)
+    rows = []
+
+    def add(strategy: str, size: int, values: np.ndarray, n_inits: int) -> None:
+        for k, v in enumerate(values):
+            rows.append(
+                {
+                    "strategy": strategy,
+                    "init": k % n_inits,
+                    "size": size,
+                    "fraction": size / n_train,
+                    "model": k // n_inits,
+                    "seed": 1000 + len(rows),
+                    "metric": "auc",
+                    "value": float(v),
+                    "status": "ok",
+                    "error": "",
+                    "wall_s": 0.5,
+                }
+            )
+
+    add(S.FULL, n_train, full, 1)
+    for name, start in (("enrich", enrich_from), ("random", random_from)):
+        for j, size in enumerate(sizes):
+            if start is not None and size >= start:
+                values = rng.permutation(full)
+            else:
+                values = (
+                    0.70 + 0.05 * j + (name == "enrich") * 0.1 + rng.uniform(0, 0.01, len(full))
+                )
+            add(name, size, values, inits)
+    return pd.DataFrame(rows)
+
+
+def make_run(
+    tmp_path: Path,
+    results: pd.DataFrame | None = None,
+    *,
+    meta: dict | None = None,
+    subsets: pd.DataFrame | None = None,
+    name: str = "run",
+) -> Path:
+    run = tmp_path / name
+    run.mkdir(parents=True, exist_ok=True)
+    (make_results() if results is None else results).to_csv(run / "results.csv", index=False)
+    base_meta = {
+        "task": "classification",
+        "seconds_per_image": 3.0,
+        "n_train": 48,
+        "n_test": 10,
+        "seed": 1234,
+        "seeds": {"init": [11, 12]},
+        "config": {"sizes": [12, 24, 36], "models": 5, "initializations": 2},
+        "versions": {"enrich": "0.1.0", "torch": "2.13.0", "monai": "1.4"},
+        "data_fingerprint": "fp-abc123",
+    }
+    (run / "meta.json").write_text(json.dumps({**base_meta, **(meta or {})}))
+    if subsets is not None:
+        subsets.to_parquet(run / "subsets.parquet", index=False)
+    return run
+
+
+def make_workspace(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
+    """A real workspace: 48 train + 10 test PneumoniaMNIST images, pixel embeddings, and one
+    exact duplicate image so that a near-duplicate group exists."""
+    from enrich.embeddings import Embeddings
+    from enrich.io import discover
+    from enrich.workspace import Workspace
+
+    d = np.load(DATA)
+    train = d["train_images"][::100][:48].copy()
+    train[47] = train[3]  # a duplicate
+    src = tmp_path / "images"
+    src.mkdir()
+    np.savez(
+        src / "tiny.npz",
+        train_images=train,
+        train_labels=d["train_labels"][::100][:48],
+        test_images=d["test_images"][:10],
+        test_labels=d["test_labels"][:10],
+    )
+    manifest = discover(src).manifest
+    ws = Workspace.create(tmp_path / "ws")
+    ws.write_manifest(manifest)
+    pixels = {k: img.ravel() for k, img in _frames(manifest)}
+    vectors = np.stack([pixels[i] for i in manifest["id"]]).astype(np.float32)
+    vectors -= vectors.mean(axis=0)  # centred pixels: similarities are not all ~1
+    vectors[manifest["id"] == "tiny.npz#train/47"] = vectors[manifest["id"] == "tiny.npz#train/3"]
+    ws.write_embeddings(Embeddings(manifest["id"].to_numpy(), vectors))
+    return ws.path, ws.manifest()
+
+
+def _frames(manifest: pd.DataFrame):
+    from enrich.io import read_frames
+
+    return list(read_frames(manifest))
+
+
+def make_subsets(manifest: pd.DataFrame, *, sizes=(12, 24, 36), inits: int = 2) -> pd.DataFrame:
+    """Per init: a shared 6-image seed, then each strategy's own order (ENRICH: from the
+    end of the pool; random: a permutation)."""
+    train = manifest.loc[manifest["split"] == "train", "id"].tolist()
+    rows = []
+    for init in range(inits):
+        rng = np.random.default_rng(init)
+        seed = list(rng.choice(train, 6, replace=False))
+        rest = [i for i in train if i not in seed]
+        orders = {"enrich": seed + rest[::-1], "random": seed + list(rng.permutation(rest))}
+        for name, order in orders.items():
+            for size in sizes:
+                rows += [
+                    {"strategy": name, "init": init, "size": size, "id": i} for i in order[:size]
+                ]
+    return pd.DataFrame(rows)
+
+
+def _imgs(html: str) -> list[bytes]:
+    """The decoded PNG payloads of every <img src="data:image/png;base64,...">."""
+    srcs = re.findall(r'<img[^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    return [base64.b64decode(s, validate=True) for s in srcs]
+
+
+def _card(html: str, strategy: str) -> str:
+    m = re.search(
+        rf'<div class="card [^"]*" data-strategy="{strategy}">(.*?)</div>\s*\n\s*'
+        r'(<div class="card|</div>)',
+        html,
+        re.S,
+    )
+    assert m, f"no headline card for {strategy}"
+    return m.group(1)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def test_plot_performance_marks_equivalent_points_and_stars() -> None:
+    table = S.check_results(make_results())
+    fig = plots.plot_performance(table)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    red = [
+        c
+        for c in ax.collections
+        if isinstance(c, PathCollection)
+        and len(c.get_edgecolor())
+        and tuple(c.get_edgecolor()[0][:3]) == (1.0, 0.0, 0.0)
+    ]
+    assert len(red) == 1
+    # enrich at 24 and 36 (50%, 75%) are circled; nothing else.
+    assert sorted(red[0].get_offsets()[:, 0].tolist()) == [50.0, 75.0]
+    stars = sorted(t.get_text() for t in ax.texts)
+    expected = sorted(S.compare_to_baseline(table)["stars"])
+    assert stars == expected and len(stars) == 3
+    labels = ax.get_legend_handles_labels()[1]
+    assert "Full training set" in labels and "ENRICH" in labels
+    # On a given axes: draws there and returns its figure.
+    fig2 = Figure()
+    ax2 = fig2.add_subplot()
+    assert plots.plot_performance(table, ax=ax2) is fig2
+
+
+def test_plot_performance_without_full_or_baseline() -> None:
+    t = make_results()
+    t = S.check_results(t.loc[t["strategy"] == "enrich"])
+    fig = plots.plot_performance(t)
+    assert not [c for c in fig.axes[0].collections if isinstance(c, PathCollection)]
+    assert not fig.axes[0].texts
+
+
+def test_plot_labeling_time_bars_are_the_computed_hours() -> None:
+    table = S.check_results(make_results(n_train=48))
+    fig = plots.plot_labeling_time(table, seconds_per_image=300.0)
+    bars = [p.get_height() for p in fig.axes[0].patches]
+    times = S.labeling_time(table, seconds_per_image=300.0)
+    assert bars == pytest.approx([48 * 300 / 3600, *times["hours_needed"]])
+    assert bars[1] == pytest.approx(24 * 300 / 3600)  # ENRICH: 24 of 48 images
+
+
+def test_plot_pooled_shows_the_test() -> None:
+    table = S.check_results(make_results())
+    fig = plots.plot_pooled(table)
+    p = S.pooled_comparison(table).tests.iloc[0]["p"]
+    assert f"{p:.2g}" in fig.axes[0].get_title()
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["ENRICH", "Random"]
+
+
+def test_plot_redundancy_cdf_delegates_to_the_redundancy_module() -> None:
+    m = {"a": np.linspace(0, 1, 50), "b": np.full(20, 0.9)}
+    fig = Figure()
+    out = plots.plot_redundancy_cdf(m, ax=fig.add_subplot())
+    assert out is fig
+    assert len(fig.axes[0].get_lines()) >= 2
+
+
+def test_figures_render_to_png() -> None:
+    png = plots.figure_png(plots.plot_pooled(S.check_results(make_results())))
+    assert png.startswith(PNG_MAGIC)
+
+
+# --------------------------------------------------------------------------- grids
+
+
+def test_image_grid_on_real_images() -> None:
+    d = np.load(DATA)
+    a = [d["train_images"][i] for i in range(5)]
+    b = [d["train_images"][i] for i in range(100, 103)]
+    fig = grid.picks_grid({"enrich": a, "random": b}, captions={"enrich": list("vwxyz")})
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(shown) == 8
+    first = fig.axes[0].images[0].get_array()
+    img = a[0].astype(float)
+    np.testing.assert_allclose(first, (img - img.min()) / (img.max() - img.min()))
+    assert fig.axes[0].get_ylabel() == "ENRICH" and fig.axes[5].get_ylabel() == "Random"
+    assert fig.axes[0].get_xlabel() == "v"
+    fig = grid.duplicates_grid([a[:2], b[:3]])
+    assert sum(bool(ax.images) for ax in fig.axes) == 5
+    with pytest.raises(EnrichError, match="no images"):
+        grid.image_grid([("x", [])])
+    with pytest.raises(EnrichError, match="cannot show"):
+        grid.image_grid([("x", [np.zeros((2, 2, 2, 2))])])
+
+
+def test_first_picks_are_beyond_the_shared_seed() -> None:
+    sub = pd.DataFrame(
+        {
+            "strategy": ["enrich"] * 5 + ["random"] * 5 + ["enrich"] * 2 + ["random"] * 2,
+            "init": [0] * 10 + [1] * 4,
+            "size": [5] * 10 + [2] * 4,
+            "id": ["s1", "s2", "e1", "e2", "x", "s1", "s2", "r1", "x", "r2", "a", "b", "c", "d"],
+        }
+    )
+    assert grid.first_picks(sub, k=8) == {"enrich": ["e1", "e2"], "random": ["r1", "r2"]}
+    assert grid.first_picks(sub, k=1) == {"enrich": ["e1"], "random": ["r1"]}
+    assert grid.first_picks(sub, init=1) == {"enrich": ["a", "b"], "random": ["c", "d"]}
+    assert grid.first_picks(sub.loc[sub["strategy"] == "enrich"]) == {}
+
+
+def test_duplicate_examples_groups_and_pairs() -> None:
+    from enrich.redundancy import redundancy
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 16))
+    X[1] = X[0] + 1e-4  # a group of three
+    X[2] = X[0] - 1e-4
+    X[11] = X[10] + 1e-3  # a pair
+    ids = [f"img{i}" for i in range(30)]
+    groups = grid.duplicate_examples(redundancy(X), ids)
+    assert [sorted(i for i, _ in g) for g in groups[:2]] == [
+        ["img0", "img1", "img2"],
+        ["img10", "img11"],
+    ]
+    assert all(s > 0.99 for g in groups[:2] for _, s in g)
+    # Then the closest remaining pairs, without repeating an image.
+    assert len(groups) == 4 and [len(g) for g in groups[2:]] == [2, 2]
+    shown = [i for g in groups for i, _ in g]
+    assert len(shown) == len(set(shown))
+    assert groups[2][0][1] >= groups[3][0][1]
+    # No group at the threshold: fall back to the most similar pairs.
+    pairs = grid.duplicate_examples(
+        redundancy(rng.normal(size=(20, 16)), group_threshold=1.0), ids[:20], n_groups=3
+    )
+    assert len(pairs) == 3 and all(len(p) == 2 for p in pairs)
+    with pytest.raises(EnrichError, match="one per image"):
+        grid.duplicate_examples(redundancy(X), ids[:5])
+
+
+def test_load_images_reads_thumbnails(tmp_path: Path) -> None:
+    _, manifest = make_workspace(tmp_path)
+    ids = ["tiny.npz#train/5", "tiny.npz#test/2", "not-there"]
+    out = grid.load_images(manifest, ids)
+    assert sorted(out) == sorted(ids[:2])
+    d = np.load(DATA)
+    np.testing.assert_allclose(out["tiny.npz#train/5"] * 255, d["train_images"][500], atol=1e-3)
+    small = grid.load_images(manifest, ids[:1], max_side=10)
+    assert small["tiny.npz#train/5"].shape == (10, 10)  # 28 px, stride 3
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def test_report_from_results_only(tmp_path: Path) -> None:
+    results = make_results()
+    results.loc[len(results)] = {
+        **results.iloc[-1].to_dict(),
+        "status": "failed",
+        "value": float("nan"),
+        "error": "NaN loss at epoch 3 <b>",
+        "model": 99,
+    }
+    run = make_run(tmp_path, results)
+    path = write_report(run)
+    assert path == run / "report.html"
+    html = path.read_text(encoding="utf-8")
+    # Headline: ENRICH 50% (24 of 48), random needs everything; hours saved at 3 s/image.
+    enrich = _card(html, "enrich")
+    assert '<div class="big headline-number">50%</div>' in enrich
+    assert "24 of 48 images" in enrich
+    assert "Saves about <b>1.2 minutes</b>" in enrich  # (48 - 24) × 3 s = 72 s
+    assert '<div class="big headline-number">100%</div>' in _card(html, "random")
+    assert 'id="pooled-card"' in html
+    # Figures 3, 5, 4 are embedded, decodable PNGs; nothing is fetched from outside.
+    imgs = _imgs(html)
+    assert len(imgs) == 3 and all(b.startswith(PNG_MAGIC) for b in imgs)
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    assert "<link" not in html and "<script" not in html and "@import" not in html
+    # Failed model counted and shown, its message escaped.
+    assert "1 of 71 model runs failed" in html  # 10 full + 2 × 3 × 10 + 1
+    assert "NaN loss at epoch 3 &lt;b&gt;" in html
+    # The per-size table: stars and the "same as full" column.
+    assert html.count("yes (p &gt; 0.05)") == 2
+    # Provenance.
+    for text in ("fp-abc123", "2.13.0", "1234", "Protocol configuration", "results.csv sha256"):
+        assert text in html
+    # Written atomically: nothing else left in the folder.
+    assert sorted(p.name for p in run.iterdir()) == ["meta.json", "report.html", "results.csv"]
+
+
+def test_report_with_workspace_has_coverage_redundancy_and_grids(tmp_path: Path) -> None:
+    ws, manifest = make_workspace(tmp_path)
+    run_dir = ws / "runs" / "quick"
+    subsets = make_subsets(manifest)
+    run = make_run(ws / "runs", subsets=subsets, name="quick", meta={"workspace": str(ws)})
+    assert run == run_dir
+    out = tmp_path / "elsewhere" / "r.html"
+    path = write_report(run, out=out)
+    assert path == out and out.is_file()
+    html = out.read_text(encoding="utf-8")
+    imgs = _imgs(html)
+    assert len(imgs) == 6  # Figs. 3, 5, 4, 1, the picks grid and the duplicates grid
+    assert all(b.startswith(PNG_MAGIC) for b in imgs)
+    for section in ('id="fig-redundancy"', 'id="grids"', 'id="coverage"'):
+        assert section in html
+    # Coverage: per class plus all classes; the full training set column has 48 images.
+    cov = S.coverage(subsets, manifest, train_ids=manifest.loc[manifest["split"] == "train", "id"])
+    assert "Class 0" in html and "Class 1" in html and "All classes" in html
+    n_class1_at_12 = cov.loc[
+        (cov["strategy"] == "enrich") & (cov["size"] == 12) & (cov["class"] == "1"), "images"
+    ].iloc[0]
+    assert n_class1_at_12 > 0
+    assert "<td>48</td>" in html
+    # Without meta.json's workspace, the run folder's grandparent is found; --no-images works.
+    meta = json.loads((run / "meta.json").read_text())
+    del meta["workspace"]
+    (run / "meta.json").write_text(json.dumps(meta))
+    html2 = write_report(run, images=False).read_text(encoding="utf-8")
+    assert 'id="fig-redundancy"' in html2 and 'id="grids"' not in html2
+
+
+def test_report_notes_when_underpowered_or_incomplete(tmp_path: Path) -> None:
+    # 2 models per point: nothing can be significant; the page must say so.
+    run = make_run(tmp_path, make_results(inits=1, models=2), name="tiny")
+    html = write_report(run).read_text(encoding="utf-8")
+    assert 'id="power-note"' in html and "too few models" in html
+    # No full-set models: still a report, with a note and without Fig. 4.
+    t = make_results()
+    run = make_run(tmp_path, t.loc[t["strategy"] != S.FULL], name="nofull")
+    html = write_report(run).read_text(encoding="utf-8")
+    assert "No successful full-set models" in html
+    assert 'id="fig-time"' not in html and 'id="fig-performance"' in html
+    # One strategy only: no baseline comparison, no Fig. 5.
+    run = make_run(tmp_path, t.loc[t["strategy"] != "random"], name="one")
+    html = write_report(run).read_text(encoding="utf-8")
+    assert 'id="fig-pooled"' not in html and 'id="fig-performance"' in html
+    # meta.json missing: defaults (3 s per image), and a note.
+    run = make_run(tmp_path, t, name="nometa")
+    (run / "meta.json").unlink()
+    html = write_report(run).read_text(encoding="utf-8")
+    assert "meta.json is missing" in html and "At 3 s per image" not in html  # the figure is a PNG
+    assert 'id="fig-time"' in html
+
+
+def test_report_refuses_runs_without_results(tmp_path: Path) -> None:
+    t = make_results()
+    t["status"] = "failed"
+    run = make_run(tmp_path, t, name="allfailed")
+    with pytest.raises(EnrichError, match="no successful models"):
+        write_report(run)
+    with pytest.raises(EnrichError, match="no such run folder"):
+        write_report(tmp_path / "missing")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "meta.json").write_text("{")
+    (tmp_path / "bad" / "results.csv").write_text(make_results().to_csv(index=False))
+    with pytest.raises(EnrichError, match="not valid JSON"):
+        write_report(tmp_path / "bad")
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def test_cli_report_prints_the_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = make_run(tmp_path)
+    assert main(["report", str(run)]) == 0
+    out, _ = capsys.readouterr()
+    assert out.strip() == str(run / "report.html")
+    assert (run / "report.html").is_file()
+    target = tmp_path / "x.html"
+    assert main(["report", str(run), "--out", str(target), "--rule", "first", "--no-images"]) == 0
+    assert capsys.readouterr().out.strip() == str(target)
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("missing", "no such run folder"),
+        ("notarun", "is not a benchmark run: results.csv not found"),
+        ("empty", "is empty"),
+        ("header", "has no rows"),
+        ("columns", "lacks column(s) metric, value"),
+        ("alpha", "--alpha"),
+        ("metric", "metric 'dice' is not in the results"),
+    ],
+)
+def test_cli_report_errors_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], setup: str, message: str
+) -> None:
+    run = tmp_path / "run"
+    extra: list[str] = []
+    if setup != "missing":
+        run.mkdir()
+    if setup == "empty":
+        (run / "results.csv").write_text("")
+    elif setup == "header":
+        (run / "results.csv").write_text(",".join(S.RESULT_COLUMNS) + "\n")
+    elif setup == "columns":
+        (run / "results.csv").write_text("strategy,size\nenrich,3\n")
+    elif setup in ("alpha", "metric"):
+        make_run(tmp_path)
+        extra = ["--alpha", "2"] if setup == "alpha" else ["--metric", "dice"]
+    assert main(["report", str(run), *extra]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert message in err and "Traceback" not in err

@@ -580,3 +580,36 @@ def test_stream_random_subset_of_npz_decompresses_once(tmp_path, monkeypatch):
         "train_images",
         "val_images",
     ]
+
+
+def test_stream_file_order_opens_each_video_once(tmp_path, monkeypatch):
+    pytest.importorskip("av")
+    write_video(tmp_path / "a.mp4", 6)
+    write_video(tmp_path / "b.mp4", 4)
+    m = discover(tmp_path).manifest
+    shuffled = m.iloc[[7, 2, 9, 0, 5, 6, 1]]
+    calls: list[str] = []
+    original = VideoReader.read
+
+    def spy(self, path, frames=None):
+        calls.append(Path(path).name)
+        yield from original(self, path, frames)
+
+    monkeypatch.setattr(VideoReader, "read", spy)
+    got = dict(read_frames(shuffled, order="file"))
+    assert calls == ["b.mp4", "a.mp4"]  # first appearance, once each
+    assert list(got) == [
+        "b.mp4#0",
+        "b.mp4#1",
+        "b.mp4#3",
+        "a.mp4#0",
+        "a.mp4#1",
+        "a.mp4#2",
+        "a.mp4#5",
+    ]
+    assert abs(got["a.mp4#5"].mean() * 255 - (20 + 125)) < 6
+    calls.clear()
+    assert [i for i, _ in read_frames(shuffled)] == list(shuffled.id)  # manifest order
+    assert len(calls) == 6  # runs: b#1 | a#2 | b#3 | a#0, a#5 | b#0 | a#1
+    with pytest.raises(EnrichError, match="order='random'"):
+        read_frames(m, order="random")

@@ -54,10 +54,22 @@ class FrameStream:
         batch_size: int | None,
         readers: dict[str, Reader],
         on_skip: Callable[[SkippedImages], None] | None,
+        order: str = "manifest",
     ) -> None:
+        import pandas as pd
+
         self._ids = manifest["id"].astype(str).to_numpy()
         self._paths = manifest["source_path"].astype(str).to_numpy()
         self._frames = manifest["frame"].to_numpy(dtype=np.int64)
+        if order == "file":
+            # files in order of first appearance, each file's frames ascending
+            codes, _ = pd.factorize(self._paths)
+            perm = np.lexsort((self._frames, codes))
+            self._ids, self._paths, self._frames = (
+                self._ids[perm],
+                self._paths[perm],
+                self._frames[perm],
+            )
         self._prepare = prepare
         self._batch_size = batch_size
         self._readers = readers
@@ -181,11 +193,12 @@ def read_frames(
     video_step: int = 1,
     npz_key: str | None = None,
     on_skip: Callable[[SkippedImages], None] | None = None,
+    order: str = "manifest",
 ) -> FrameStream:
     """Stream the images of a manifest in its order, never holding them all.
 
     Each source file is opened once per run of consecutive manifest rows (a discovery
-    manifest keeps a file's frames together, so once per file). A file or frame that fails
+    manifest keeps a file's frames together, so once per file; see `order`). A file or frame that fails
     now (corrupt pixel data found after discovery) is skipped and recorded in
     ``stream.skipped`` (and passed to `on_skip`), never fatal.
 
@@ -202,6 +215,12 @@ def read_frames(
         The reader options used by :func:`discover` (``Discovery.options``).
     on_skip : callable, optional
         Called with each :class:`SkippedImages` as it happens.
+    order : {"manifest", "file"}
+        ``"manifest"``: the manifest's row order; a file is opened once per run of
+        consecutive rows with ascending frames. ``"file"``: files in order of first
+        appearance, each file's frames ascending, so every file is opened exactly once even
+        for a shuffled subset (use it when the ids, not the order, matter: a random subset of
+        video or NIfTI frames otherwise decodes a file once per row).
 
     Returns
     -------
@@ -230,6 +249,8 @@ def read_frames(
         or batch_size < 1
     ):
         raise EnrichError(f"batch_size={batch_size!r}; expected a positive integer")
+    if order not in ("manifest", "file"):
+        raise EnrichError(f"order={order!r}; expected 'manifest' or 'file'")
     readers = make_readers(nifti_axis=nifti_axis, video_step=video_step, npz_key=npz_key)
     return FrameStream(
         manifest,
@@ -237,4 +258,5 @@ def read_frames(
         batch_size=None if batch_size is None else int(batch_size),
         readers=readers,
         on_skip=on_skip,
+        order=order,
     )

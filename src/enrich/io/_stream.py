@@ -198,9 +198,9 @@ def read_frames(
     """Stream the images of a manifest in its order, never holding them all.
 
     Each source file is opened once per run of consecutive manifest rows (a discovery
-    manifest keeps a file's frames together, so once per file; see `order`). A file or frame that fails
-    now (corrupt pixel data found after discovery) is skipped and recorded in
-    ``stream.skipped`` (and passed to `on_skip`), never fatal.
+    manifest keeps a file's frames together, so once per file; see `order`). A file or
+    frame that fails now (corrupt pixel data found after discovery) is skipped and
+    recorded in ``stream.skipped`` (and passed to `on_skip`), never fatal.
 
     Parameters
     ----------

@@ -151,8 +151,11 @@ def main() -> None:
             f"{million['peak_rss_mb']:.0f} MB | {million['array_mb']:.0f} MB |"
         )
     print()
-    print(f"redundancy, clustered N={N:,}: {red['seconds']:.2f} s, peak RSS {red['peak_rss_mb']:.0f} MB"
-          f" (an N x N float32 matrix would be {N * N * 4 / 2**30:.1f} GiB)")
+    print(
+        f"redundancy, clustered N={N:,}: {red['seconds']:.2f} s, "
+        f"peak RSS {red['peak_rss_mb']:.0f} MB"
+        f" (an N x N float32 matrix would be {N * N * 4 / 2**30:.1f} GiB)"
+    )
     print(f"enrich --help: {help_seconds():.3f} s")
     print()
     print("engine telemetry (pruned/dense steps):")

@@ -27,7 +27,9 @@ def greedy_reference(X: np.ndarray, initial: np.ndarray, k: int) -> tuple[np.nda
     return np.array(picks, dtype=np.int64), np.array(sims)
 
 
-def assert_valid_greedy(X: np.ndarray, initial: np.ndarray, picks: np.ndarray, tol: float = 1e-6) -> None:
+def assert_valid_greedy(
+    X: np.ndarray, initial: np.ndarray, picks: np.ndarray, tol: float = 1e-6
+) -> None:
     """Every pick's float64 max similarity to the set before it is within `tol` of the
     smallest such value among the images remaining at that step."""
     U = unit64(X)

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from _data import clustered
 
 from enrich.cli import main
+
+from _data import clustered
 
 
 @pytest.fixture
@@ -45,8 +46,22 @@ def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_rank_writes_order_and_sidecar(tmp_path: Path, emb_npy: Path) -> None:
     out = tmp_path / "order.csv"
-    assert main(["rank", "--embeddings", str(emb_npy), "--initial", "0.02", "--seed", "3",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "rank",
+                "--embeddings",
+                str(emb_npy),
+                "--initial",
+                "0.02",
+                "--seed",
+                "3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     t = pd.read_csv(out)
     assert list(t.columns) == ["rank", "id", "max_similarity_at_pick", "initial"]
     assert sorted(t["id"]) == list(range(400))
@@ -67,8 +82,12 @@ def test_rank_from_labeled_ids(tmp_path: Path, emb_npz: Path) -> None:
     labeled = tmp_path / "done.txt"
     labeled.write_text("# already labeled\nimg_010.png\nimg_020.png\n\n")
     out = tmp_path / "o.csv"
-    assert main(["rank", "-e", str(emb_npz), "--labeled", str(labeled), "--budget", "5",
-                 "-o", str(out)]) == 0
+    assert (
+        main(
+            ["rank", "-e", str(emb_npz), "--labeled", str(labeled), "--budget", "5", "-o", str(out)]
+        )
+        == 0
+    )
     t = pd.read_csv(out)
     assert t["id"].tolist()[:2] == ["img_010.png", "img_020.png"]
     assert len(t) == 7 and t["initial"].tolist() == [True, True] + [False] * 5
@@ -82,8 +101,24 @@ def test_random_strategy(tmp_path: Path, emb_npy: Path) -> None:
 
 def test_redundancy_outputs_two_datasets(tmp_path: Path, emb_npy: Path, emb_npz: Path) -> None:
     out = tmp_path / "red"
-    assert main(["redundancy", "-e", str(emb_npy), "-e", str(emb_npz), "--name", "echo",
-                 "--name", "other", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "redundancy",
+                "-e",
+                str(emb_npy),
+                "-e",
+                str(emb_npz),
+                "--name",
+                "echo",
+                "--name",
+                "other",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     t = pd.read_csv(out / "redundancy.csv")
     assert {"dataset", "id", "max_similarity", "nearest_id"} <= set(t.columns)
     assert (t["dataset"] == "echo").sum() == 400 and (t["dataset"] == "other").sum() == 300
@@ -102,20 +137,27 @@ def write(tmp_path: Path, name: str, arr: object) -> str:
 @pytest.mark.parametrize(
     ("make", "match"),
     [
-        (lambda t: write(t, "nan.npy", np.array([[1.0, 2], [np.nan, 1], [3, 4]])),
-         "NaN or inf: ids 1"),
-        (lambda t: write(t, "zero.npy", np.array([[1.0, 2], [0, 0], [0, 0], [3, 4]])),
-         "zero-norm row(s)"),
+        (
+            lambda t: write(t, "nan.npy", np.array([[1.0, 2], [np.nan, 1], [3, 4]])),
+            "NaN or inf: ids 1",
+        ),
+        (
+            lambda t: write(t, "zero.npy", np.array([[1.0, 2], [0, 0], [0, 0], [3, 4]])),
+            "zero-norm row(s)",
+        ),
         (lambda t: write(t, "flat.npy", np.arange(5.0)), "expected a 2-D"),
         (lambda t: write(t, "one.npy", np.ones((1, 3))), "N=1"),
         (lambda t: str(t / "missing.npy"), "no such file"),
-        (lambda t: (t / "bad.npy").write_bytes(b"not numpy") and str(t / "bad.npy"),
-         "cannot read embeddings"),
+        (
+            lambda t: (t / "bad.npy").write_bytes(b"not numpy") and str(t / "bad.npy"),
+            "cannot read embeddings",
+        ),
     ],
 )
 @pytest.mark.parametrize("command", ["rank", "redundancy"])
-def test_bad_embedding_files(tmp_path: Path, capsys: pytest.CaptureFixture[str], make, match: str,
-                             command: str) -> None:
+def test_bad_embedding_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make, match: str, command: str
+) -> None:
     path = make(tmp_path)
     fails(capsys, [command, "-e", path, "--out", str(tmp_path / "out")], match)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
@@ -143,26 +185,45 @@ def test_ragged_and_duplicate_ids(tmp_path: Path, capsys: pytest.CaptureFixture[
         (["--budget", "-2"], "negative"),
     ],
 )
-def test_bad_rank_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str], emb_npy: Path,
-                            extra: list[str], match: str) -> None:
+def test_bad_rank_arguments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], emb_npy: Path, extra: list[str], match: str
+) -> None:
     out = tmp_path / "o.csv"
     fails(capsys, ["rank", "-e", str(emb_npy), "-o", str(out), *extra], match)
     assert not out.exists()
 
 
-def test_labeled_ids_not_in_file(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                 emb_npz: Path) -> None:
+def test_labeled_ids_not_in_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], emb_npz: Path
+) -> None:
     labeled = tmp_path / "l.txt"
     labeled.write_text("img_001.png\nnope.png\nalso-missing\n")
-    fails(capsys, ["rank", "-e", str(emb_npz), "--labeled", str(labeled), "-o",
-                   str(tmp_path / "o.csv")], "2 id(s) not in the embeddings: nope.png, also-missing")
-    fails(capsys, ["rank", "-e", str(emb_npz), "--labeled", str(tmp_path / "none.txt"), "-o",
-                   str(tmp_path / "o.csv")], "no such file")
+    fails(
+        capsys,
+        ["rank", "-e", str(emb_npz), "--labeled", str(labeled), "-o", str(tmp_path / "o.csv")],
+        "2 id(s) not in the embeddings: nope.png, also-missing",
+    )
+    fails(
+        capsys,
+        [
+            "rank",
+            "-e",
+            str(emb_npz),
+            "--labeled",
+            str(tmp_path / "none.txt"),
+            "-o",
+            str(tmp_path / "o.csv"),
+        ],
+        "no such file",
+    )
 
 
-def test_interrupted_run_leaves_previous_output(tmp_path: Path, emb_npy: Path,
-                                                monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_interrupted_run_leaves_previous_output(
+    tmp_path: Path,
+    emb_npy: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     out = tmp_path / "order.csv"
     out.write_text("previous,complete\n")
     import enrich.select.enrich as mod

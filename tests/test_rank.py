@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _data import clustered, gaussian
-from _reference import assert_valid_greedy, greedy_reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -12,6 +10,9 @@ import enrich
 from enrich.errors import EnrichError
 from enrich.select import SELECTORS, EnrichSelector, RandomSelector
 from enrich.select._greedy import GreedyState, greedy_order
+
+from _data import clustered, gaussian
+from _reference import assert_valid_greedy, greedy_reference
 
 # The authors' published 8-image example (rows A-H).
 GOLDEN_S = np.array(
@@ -205,7 +206,9 @@ def test_registry_and_random_selector() -> None:
     assert list(r.order_[:2]) == [1, 2] and len(r.order_) == 12
     assert len(set(r.order_.tolist())) == 12
     assert np.array_equal(r.order_, RandomSelector(seed=3, budget=10).fit(X, initial=[1, 2]).order_)
-    assert not np.array_equal(r.order_, RandomSelector(seed=4, budget=10).fit(X, initial=[1, 2]).order_)
+    assert not np.array_equal(
+        r.order_, RandomSelector(seed=4, budget=10).fit(X, initial=[1, 2]).order_
+    )
     # sklearn style: __init__ only stores, fit returns self
     sel = EnrichSelector(budget=3, seed=0)
     assert sel.get_params() == {"budget": 3, "seed": 0, "metric": "cosine", "method": "auto"}

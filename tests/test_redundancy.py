@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _data import clustered, gaussian
-from _reference import unit64
 
 from enrich.errors import EnrichError
 from enrich.redundancy import near_duplicate_groups, plot_cdf, redundancy
+
+from _data import clustered, gaussian
+from _reference import unit64
 
 
 def dense_reference(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -21,7 +22,7 @@ def dense_reference(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def test_matches_dense_reference(make, block: int) -> None:
     X = make(700, 24, seed=5)
     r = redundancy(X, block=block)
-    best, nearest, S = dense_reference(X)
+    best, _, S = dense_reference(X)
     np.testing.assert_allclose(r.max_similarity, best, atol=2e-6)
     # the reported nearest image really is (one of) the most similar
     np.testing.assert_allclose(S[np.arange(len(X)), r.nearest], best, atol=2e-6)

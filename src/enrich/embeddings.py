@@ -93,7 +93,9 @@ def check_vectors(X: object, *, ids: np.ndarray | None = None, name: str = "X") 
     try:
         arr = np.asarray(X)
     except ValueError as exc:  # ragged nested lists
-        raise EnrichError(f"{name} is ragged: expected an (N, d) array of numbers ({exc})") from None
+        raise EnrichError(
+            f"{name} is ragged: expected an (N, d) array of numbers ({exc})"
+        ) from None
     if arr.dtype == object:
         raise EnrichError(f"{name} is ragged or not numeric: expected an (N, d) array of numbers")
     if arr.ndim != 2:
@@ -152,7 +154,8 @@ def load_embeddings(path: str | os.PathLike[str]) -> Embeddings:
                 f"{path}: holds a ragged or object array; expected a numeric (N, d) array"
             ) from None
         raise EnrichError(
-            f"{path}: cannot read embeddings ({exc}); expected .npy (N, d) or .npz with ids, vectors"
+            f"{path}: cannot read embeddings ({exc}); "
+            "expected .npy (N, d) or .npz with 'ids' and 'vectors'"
         ) from None
     meta = {"source": str(path)}
     if ids is None:
@@ -163,7 +166,9 @@ def load_embeddings(path: str | os.PathLike[str]) -> Embeddings:
     if ids.ndim != 1:
         raise EnrichError(f"{path}: ids have shape {ids.shape}, expected (N,)")
     if vectors.ndim != 2:
-        raise EnrichError(f"{path}: vectors have shape {vectors.shape}, expected a 2-D (N, d) array")
+        raise EnrichError(
+            f"{path}: vectors have shape {vectors.shape}, expected a 2-D (N, d) array"
+        )
     if len(ids) != len(vectors):
         raise EnrichError(f"{path}: {len(ids)} ids for {len(vectors)} vectors")
     uniq, counts = np.unique(ids, return_counts=True)
@@ -190,7 +195,7 @@ def fingerprint(vectors: np.ndarray, ids: np.ndarray | None = None) -> str:
     h = hashlib.sha256()
     arr = np.ascontiguousarray(vectors)
     h.update(str((arr.shape, arr.dtype.str)).encode())
-    h.update(memoryview(arr).cast("B"))
+    h.update(arr.tobytes())
     if ids is not None:
         h.update("\0".join(np.asarray(ids).astype(str).tolist()).encode())
     return "sha256:" + h.hexdigest()[:16]

@@ -101,7 +101,9 @@ def _find(parent: np.ndarray, i: int) -> int:  # pragma: no cover - jitted
 
 
 @numba.njit(cache=True, nogil=True)
-def _union_pairs(parent: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:  # pragma: no cover
+def _union_pairs(
+    parent: np.ndarray, rows: np.ndarray, cols: np.ndarray
+) -> None:  # pragma: no cover
     for k in range(rows.shape[0]):
         ri = _find(parent, rows[k])
         rj = _find(parent, cols[k])
@@ -278,4 +280,4 @@ def plot_cdf(
     ax.legend(loc="upper left", frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    return fig  # type: ignore[return-value]
+    return fig

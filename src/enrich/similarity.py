@@ -11,7 +11,9 @@ import numpy as np
 __all__ = ["cosine_similarity", "normalize_rows"]
 
 
-def normalize_rows(X: np.ndarray, *, out: np.ndarray | None = None, block: int = 65536) -> np.ndarray:
+def normalize_rows(
+    X: np.ndarray, *, out: np.ndarray | None = None, block: int = 65536
+) -> np.ndarray:
     """L2-normalise rows in float32, blockwise so temporaries stay small.
 
     Parameters

@@ -24,7 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "embed": ("enrich.cli.embed", "read images, preprocess them and embed them into a workspace"),
     "rank": ("enrich.cli.rank", "the ENRICH labeling order (least redundant first)"),
     "redundancy": ("enrich.cli.redundancy", "how redundant a dataset is: max similarity per image"),
-    "benchmark": ("enrich.cli.benchmark", "prove it: ENRICH vs random subsets, trained models, stats"),
+    "benchmark": (
+        "enrich.cli.benchmark",
+        "prove it: ENRICH vs random subsets, trained models, stats",
+    ),
     "report": ("enrich.cli.report", "write the HTML report of a benchmark run"),
 }
 

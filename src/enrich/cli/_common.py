@@ -44,7 +44,9 @@ def add_input_arguments(parser: argparse.ArgumentParser, *, multiple: bool = Fal
     )
 
 
-def load_input(embeddings: str | None, workspace: str | None) -> tuple[Embeddings, pd.DataFrame | None, str]:
+def load_input(
+    embeddings: str | None, workspace: str | None
+) -> tuple[Embeddings, pd.DataFrame | None, str]:
     """Load embeddings from a file or a workspace; returns (embeddings, manifest, name)."""
     from enrich.embeddings import load_embeddings
 
@@ -87,10 +89,21 @@ def progress_bar(total: int, desc: str, unit: str = "it") -> Iterator[Callable[[
     """A tqdm bar on stderr that appears only for work that lasts over a second."""
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, delay=1.0,
-               dynamic_ncols=True, leave=False)
+    bar = tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        file=sys.stderr,
+        delay=1.0,
+        dynamic_ncols=True,
+        leave=False,
+    )
+
+    def update(k: int) -> None:
+        bar.update(k)
+
     try:
-        yield bar.update
+        yield update
     finally:
         bar.close()
 

@@ -36,8 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--strategy", choices=sorted(SELECTORS), default="enrich", help="default: enrich"
     )
     parser.add_argument(
-        "--out", "-o", metavar="CSV", help="order.csv to write (default with --workspace: "
-        "WS/runs/rank/order.csv)"
+        "--out",
+        "-o",
+        metavar="CSV",
+        help="order.csv to write (default with --workspace: WS/runs/rank/order.csv)",
     )
 
 
@@ -119,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
         {
             "enrich_version": __version__,
             "strategy": args.strategy,
-            "method": "exact greedy max-min cosine (ENRICH)" if args.strategy == "enrich"
+            "method": "exact greedy max-min cosine (ENRICH)"
+            if args.strategy == "enrich"
             else args.strategy,
             "seed": args.seed,
             "initial": initial_desc,
@@ -134,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
             "engine": result.info,
         },
     )
-    print(f"ranked {len(result.order):,} of {len(X):,} images "
-          f"({result.n_initial:,} initial) in {seconds:.1f}s -> {out} (+ {sidecar.name})")
+    print(
+        f"ranked {len(result.order):,} of {len(X):,} images "
+        f"({result.n_initial:,} initial) in {seconds:.1f}s -> {out} (+ {sidecar.name})"
+    )
     return 0

@@ -19,7 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_input_arguments(parser, multiple=True)
     parser.add_argument("--name", action="append", help="dataset name, one per input, in order")
     parser.add_argument(
-        "--threshold", type=float, default=0.95,
+        "--threshold",
+        type=float,
+        default=0.95,
         help="similarity at or above which images are near-duplicates (default 0.95)",
     )
     parser.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     # Load and validate everything first: a bad second file must not leave half the outputs.
     loaded = []
     for k, (kind, path) in enumerate(sources):
-        emb, manifest, default_name = load_input(
+        emb, _, default_name = load_input(
             path if kind == "embeddings" else None, path if kind == "workspace" else None
         )
         name = args.name[k] if args.name else default_name

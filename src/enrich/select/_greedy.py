@@ -67,7 +67,13 @@ def _group_min(
 
 @numba.njit(cache=True, nogil=True)
 def _tree_set(
-    tval: np.ndarray, tkey: np.ndarray, tpos: np.ndarray, P: int, g: int, val: float, key: int,
+    tval: np.ndarray,
+    tkey: np.ndarray,
+    tpos: np.ndarray,
+    P: int,
+    g: int,
+    val: float,
+    key: int,
     pos: int,
 ) -> None:  # pragma: no cover - jitted
     i = P + g
@@ -88,8 +94,16 @@ def _tree_set(
 
 @numba.njit(cache=True, nogil=True)
 def _refresh_group(
-    s: np.ndarray, gstart: np.ndarray, orig: np.ndarray, gmin: np.ndarray, gthr: np.ndarray,
-    tval: np.ndarray, tkey: np.ndarray, tpos: np.ndarray, P: int, g: int,
+    s: np.ndarray,
+    gstart: np.ndarray,
+    orig: np.ndarray,
+    gmin: np.ndarray,
+    gthr: np.ndarray,
+    tval: np.ndarray,
+    tkey: np.ndarray,
+    tpos: np.ndarray,
+    P: int,
+    g: int,
 ) -> None:  # pragma: no cover - jitted
     best, arg = _group_min(s, gstart, g)
     gmin[g] = best
@@ -105,11 +119,29 @@ def _refresh_group(
 
 @numba.njit(cache=True, nogil=True)
 def _pruned_run(
-    Xp: np.ndarray, orig: np.ndarray, gof: np.ndarray, gstart: np.ndarray, centers: np.ndarray,
-    A: np.ndarray, radius: np.ndarray, rowang: np.ndarray, rowcos: np.ndarray,
-    rowsin: np.ndarray, s: np.ndarray, gmin: np.ndarray, gthr: np.ndarray, tval: np.ndarray,
-    tkey: np.ndarray, tpos: np.ndarray, P: int, forced: np.ndarray, n_picks: int,
-    out_order: np.ndarray, out_sim: np.ndarray, window: int, bail_frac: float,
+    Xp: np.ndarray,
+    orig: np.ndarray,
+    gof: np.ndarray,
+    gstart: np.ndarray,
+    centers: np.ndarray,
+    A: np.ndarray,
+    radius: np.ndarray,
+    rowang: np.ndarray,
+    rowcos: np.ndarray,
+    rowsin: np.ndarray,
+    s: np.ndarray,
+    gmin: np.ndarray,
+    gthr: np.ndarray,
+    tval: np.ndarray,
+    tkey: np.ndarray,
+    tpos: np.ndarray,
+    P: int,
+    forced: np.ndarray,
+    n_picks: int,
+    out_order: np.ndarray,
+    out_sim: np.ndarray,
+    window: int,
+    bail_frac: float,
 ) -> tuple[int, int, bool]:  # pragma: no cover - jitted
     """Apply `forced` picks (the seed set), then make up to `n_picks` greedy picks.
 
@@ -199,8 +231,15 @@ def _pruned_run(
 
 @numba.njit(cache=True, nogil=True)
 def _refresh_all(
-    s: np.ndarray, gstart: np.ndarray, orig: np.ndarray, gmin: np.ndarray, gthr: np.ndarray,
-    tval: np.ndarray, tkey: np.ndarray, tpos: np.ndarray, P: int,
+    s: np.ndarray,
+    gstart: np.ndarray,
+    orig: np.ndarray,
+    gmin: np.ndarray,
+    gthr: np.ndarray,
+    tval: np.ndarray,
+    tkey: np.ndarray,
+    tpos: np.ndarray,
+    P: int,
 ) -> None:  # pragma: no cover - jitted
     for g in range(gstart.shape[0] - 1):
         _refresh_group(s, gstart, orig, gmin, gthr, tval, tkey, tpos, P, g)
@@ -243,7 +282,7 @@ def _assign(Xn: np.ndarray, C: np.ndarray, block: int = 16384) -> np.ndarray:
 def _build_groups(X: np.ndarray, n_groups: int) -> _Groups:
     """Group rows around spherical k-means centres. `X` need not be normalised: the
     nearest centre by cosine is the argmax of ``x @ c`` whatever the norm of x."""
-    n, d = X.shape
+    n = len(X)
     rng = np.random.default_rng(0)  # grouping only affects speed, never the order
     # Centres: a short spherical k-means on a subsample, then one full assignment pass.
     sample = normalize_rows(X[np.sort(rng.choice(n, size=min(n, 16 * n_groups), replace=False))])
@@ -268,9 +307,15 @@ def _build_groups(X: np.ndarray, n_groups: int) -> _Groups:
     gstart = np.zeros(G + 1, dtype=np.int64)
     np.cumsum(counts, out=gstart[1:])
     return _Groups(
-        perm=perm, gof=gof, gstart=gstart, centers=C[used],
-        A=np.empty((0, 0), np.float32), radius=np.empty(0), rowang=np.empty(0),
-        rowcos=np.empty(0), rowsin=np.empty(0),
+        perm=perm,
+        gof=gof,
+        gstart=gstart,
+        centers=C[used],
+        A=np.empty((0, 0), np.float32),
+        radius=np.empty(0),
+        rowang=np.empty(0),
+        rowcos=np.empty(0),
+        rowsin=np.empty(0),
     )
 
 
@@ -393,9 +438,28 @@ def greedy_order(
         if method == "dense_only":  # pragma: no cover - not exposed
             break
         applied, done, bailed = _pruned_run(
-            Xp, grp.perm, grp.gof, grp.gstart, grp.centers, grp.A, grp.radius, grp.rowang,
-            grp.rowcos, grp.rowsin, s, gmin, gthr, tval, tkey, tpos, P, forced,
-            min(chunk, n_picks - made), out_order[made:], out_sim[made:], window,
+            Xp,
+            grp.perm,
+            grp.gof,
+            grp.gstart,
+            grp.centers,
+            grp.A,
+            grp.radius,
+            grp.rowang,
+            grp.rowcos,
+            grp.rowsin,
+            s,
+            gmin,
+            gthr,
+            tval,
+            tkey,
+            tpos,
+            P,
+            forced,
+            min(chunk, n_picks - made),
+            out_order[made:],
+            out_sim[made:],
+            window,
             2.0 if pruned_ok else 0.25,
         )
         forced = forced[applied:]
@@ -434,8 +498,14 @@ def _dense_seed(Xp: np.ndarray, s: np.ndarray, seeds: np.ndarray, block: int = 2
 
 
 def _dense_run(
-    Xp: np.ndarray, orig: np.ndarray, s: np.ndarray, k: int, out_order: np.ndarray,
-    out_sim: np.ndarray, offset: int, progress: Callable[[int], None] | None,
+    Xp: np.ndarray,
+    orig: np.ndarray,
+    s: np.ndarray,
+    k: int,
+    out_order: np.ndarray,
+    out_sim: np.ndarray,
+    offset: int,
+    progress: Callable[[int], None] | None,
 ) -> None:
     """`k` greedy picks with one BLAS GEMV over the remaining rows per pick.
 
@@ -453,8 +523,13 @@ def _dense_run(
 
 
 def _dense_loop(
-    Xp: np.ndarray, orig: np.ndarray, s: np.ndarray, k: int, out_order: np.ndarray,
-    out_sim: np.ndarray, progress: Callable[[int], None] | None,
+    Xp: np.ndarray,
+    orig: np.ndarray,
+    s: np.ndarray,
+    k: int,
+    out_order: np.ndarray,
+    out_sim: np.ndarray,
+    progress: Callable[[int], None] | None,
 ) -> None:
     done = 0
     while done < k:

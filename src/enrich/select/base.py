@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,7 +126,9 @@ class Selector:
         self.budget = budget
         self.seed = seed
 
-    def fit(self, X: Any, *, initial: InitialSpec = None) -> Selector:  # pragma: no cover
+    def fit(
+        self, X: Any, *, initial: InitialSpec = None, progress: Callable[[int], None] | None = None
+    ) -> Selector:  # pragma: no cover
         raise NotImplementedError
 
     def _set_result(self, result: RankResult) -> Selector:

@@ -43,7 +43,11 @@ class EnrichSelector(Selector):
     name = "enrich"
 
     def __init__(
-        self, *, budget: int | None = None, seed: int | None = None, metric: str = "cosine",
+        self,
+        *,
+        budget: int | None = None,
+        seed: int | None = None,
+        metric: str = "cosine",
         method: str = "auto",
     ) -> None:
         super().__init__(budget=budget, seed=seed)
@@ -51,7 +55,10 @@ class EnrichSelector(Selector):
         self.method = method
 
     def fit(
-        self, X: Any, *, initial: InitialSpec = None,
+        self,
+        X: Any,
+        *,
+        initial: InitialSpec = None,
         progress: Callable[[int], None] | None = None,
     ) -> EnrichSelector:
         if self.metric not in METRICS:
@@ -68,8 +75,9 @@ class EnrichSelector(Selector):
             init = resolve_initial(initial, len(Xv), rng)
             k = resolve_budget(self.budget, len(Xv), len(init))
             state = GreedyState()
-            picks, sims = greedy_order(Xv, init, k, method=self.method, progress=progress,
-                                       state=state)
+            picks, sims = greedy_order(
+                Xv, init, k, method=self.method, progress=progress, state=state
+            )
             info = vars(state)
         order = np.concatenate([init, picks])
         max_sim = np.concatenate([np.full(len(init), np.nan), sims])
@@ -79,7 +87,9 @@ class EnrichSelector(Selector):
 def _check_square(S: Any) -> np.ndarray:
     arr = np.asarray(S, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
-        raise EnrichError(f"metric='precomputed' needs a square (N, N) matrix, got shape {arr.shape}")
+        raise EnrichError(
+            f"metric='precomputed' needs a square (N, N) matrix, got shape {arr.shape}"
+        )
     if arr.shape[0] < 2:
         raise EnrichError(f"similarity matrix has N={arr.shape[0]}: need at least 2 images")
     if not np.isfinite(arr).all():
@@ -89,14 +99,15 @@ def _check_square(S: Any) -> np.ndarray:
     return arr
 
 
-def rank_precomputed(S: np.ndarray, initial: np.ndarray, n_picks: int) -> tuple[np.ndarray, np.ndarray]:
+def rank_precomputed(
+    S: np.ndarray, initial: np.ndarray, n_picks: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Greedy max-min picks from a square similarity matrix. Prior validation assumed.
 
     >>> S = np.array([[1, .9, .1], [.9, 1, .2], [.1, .2, 1]])
     >>> rank_precomputed(S, np.array([0]), 2)[0].tolist()
     [2, 1]
     """
-    n = len(S)
     s = S[initial].max(axis=0).astype(np.float64)
     s[initial] = np.inf
     picks = np.empty(n_picks, dtype=np.int64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,9 @@ class RandomSelector(Selector):
 
     name = "random"
 
-    def fit(self, X: Any, *, initial: InitialSpec = None, **_: Any) -> RandomSelector:
+    def fit(
+        self, X: Any, *, initial: InitialSpec = None, progress: Callable[[int], None] | None = None
+    ) -> RandomSelector:
         arr = np.asarray(X)
         if arr.ndim != 2:
             raise EnrichError(f"X has shape {arr.shape}: expected a 2-D (N, d) array")
@@ -37,4 +40,6 @@ class RandomSelector(Selector):
         picks = rng.permutation(rest)[:k]
         order = np.concatenate([init, picks]).astype(np.int64)
         sims = np.full(len(order), np.nan)
+        if progress is not None:
+            progress(len(picks))
         return self._set_result(RankResult(order, sims, len(init), self.name, self.seed))  # type: ignore[return-value]

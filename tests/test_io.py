@@ -613,3 +613,16 @@ def test_stream_file_order_opens_each_video_once(tmp_path, monkeypatch):
     assert len(calls) == 6  # runs: b#1 | a#2 | b#3 | a#0, a#5 | b#0 | a#1
     with pytest.raises(EnrichError, match="order='random'"):
         read_frames(m, order="random")
+
+
+def test_dicom_palette_colour_and_rle_from_pydicom_data():
+    data = pytest.importorskip("pydicom.data")
+    plain = data.get_testdata_file("OBXXXX1A.dcm")
+    rle = data.get_testdata_file("OBXXXX1A_rle.dcm")
+    if plain is None or rle is None:
+        pytest.skip("pydicom-data is not installed")
+    ((_, a),) = DicomReader().read(plain)
+    ((_, b),) = DicomReader().read(rle)
+    assert a.shape == (600, 800, 3) and a.dtype == np.uint8
+    assert a.max() > 200 and len(np.unique(a.reshape(-1, 3), axis=0)) > 10  # real colours
+    np.testing.assert_array_equal(a, b)  # RLE Lossless decodes to the same pixels

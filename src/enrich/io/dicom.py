@@ -15,7 +15,7 @@
   ``MONOCHROME1`` is inverted so that bright means dense. Without a window, the values
   are returned as stored or rescaled; :func:`enrich.preprocess.rescale_intensity` maps
   them later.
-- Colour (``RGB``, ``YBR_*``) is returned as RGB ``uint8``.
+- Colour (``RGB``, ``YBR_*``, ``PALETTE COLOR``) is returned as RGB ``uint8``.
 - Discovery reads only the header (``stop_before_pixels``) and checks that an
   uncompressed file is long enough for its pixel data, so truncated files are caught
   without decoding.
@@ -129,7 +129,7 @@ class DicomReader(Reader):
         self, path: str | Path, frames: Iterable[int] | None = None
     ) -> Iterator[tuple[int, np.ndarray]]:
         _pydicom()
-        from pydicom.pixels import apply_modality_lut, apply_voi_lut, iter_pixels
+        from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, iter_pixels
 
         ds, _ = self._header(path)
         n = int(ds.get("NumberOfFrames") or 1)
@@ -162,7 +162,12 @@ class DicomReader(Reader):
         for i, arr in zip(wanted, iter_pixels(path, indices=indices), strict=False):
             if arr.ndim == 3 and arr.shape[-1] == 1:
                 arr = arr[..., 0]
-            if gray and arr.ndim == 2:
+            if photometric == "PALETTE COLOR":
+                rgb = np.asarray(apply_color_lut(arr, ds))
+                if rgb.dtype != np.uint8:  # 16-bit palette entries
+                    rgb = (rgb.astype(np.float32) / 65535.0 * 255.0 + 0.5).astype(np.uint8)
+                yield i, rgb
+            elif gray and arr.ndim == 2:
                 x = np.asarray(arr)
                 if has_modality:
                     x = apply_modality_lut(x, ds)

@@ -81,8 +81,10 @@ def test_auto_falls_back_to_dense_on_gaussian() -> None:
     X = gaussian(6000, 64, seed=1)
     init = np.random.default_rng(0).choice(len(X), 10, replace=False)
     state = GreedyState()
-    greedy_order(X, init, 3000, method="auto", state=state)
+    picks, _ = greedy_order(X, init, 3000, method="auto", state=state)
     assert state.switches >= 1 and state.dense_steps > state.pruned_steps
+    # both dense variants (in place for short runs, re-packed for long ones) stay exact
+    assert_valid_greedy(X, init, picks)
 
 
 def test_full_ranking_is_permutation_and_deterministic() -> None:

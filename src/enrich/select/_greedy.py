@@ -270,7 +270,7 @@ def _group_sums(X: np.ndarray, lab: np.ndarray, k: int) -> np.ndarray:
     return sums
 
 
-def _assign(Xn: np.ndarray, C: np.ndarray, block: int = 16384) -> np.ndarray:
+def _assign(Xn: np.ndarray, C: np.ndarray, block: int = 4096) -> np.ndarray:
     """Nearest centre (max dot) for every row; blocked GEMM."""
     out = np.empty(len(Xn), dtype=np.int64)
     Cf = np.ascontiguousarray(C, dtype=np.float32)
@@ -534,17 +534,31 @@ def _dense_loop(
     done = 0
     while done < k:
         rem = np.flatnonzero(s != _INF)
-        rem = rem[np.argsort(orig[rem], kind="stable")]
-        Xr = Xp[rem]  # (m, d) contiguous copy
-        sr = s[rem].copy()
         m = len(rem)
-        budget = min(k - done, max(1, m // 2))
-        for _ in range(budget):
+        if 4 * (k - done) < m:
+            # Few picks relative to the pool: re-packing (a full copy) would not pay, and on a
+            # million rows it would cost as much memory as the embeddings themselves.
+            for _ in range(k - done):
+                j = int(np.argmin(s))
+                ties = np.flatnonzero(s == s[j])
+                if len(ties) > 1:
+                    j = int(ties[np.argmin(orig[ties])])
+                out_order[done] = orig[j]
+                out_sim[done] = s[j]
+                np.maximum(s, Xp @ Xp[j], out=s)  # picked rows stay at +inf
+                s[j] = _INF
+                done += 1
+                if progress is not None and done % 256 == 0:
+                    progress(256)
+            break
+        rem = rem[np.argsort(orig[rem], kind="stable")]  # argmin's first hit = lowest index
+        Xr = Xp[rem]  # (m, d) contiguous copy of the remaining rows
+        sr = s[rem].copy()
+        for _ in range(min(k - done, max(1, m // 2))):
             j = int(np.argmin(sr))
             out_order[done] = orig[rem[j]]
             out_sim[done] = sr[j]
-            sims = Xr @ Xr[j]
-            np.maximum(sr, sims, out=sr)
+            np.maximum(sr, Xr @ Xr[j], out=sr)
             sr[j] = _INF
             done += 1
             if progress is not None and done % 256 == 0:

@@ -311,8 +311,9 @@ def remove_oct_white_edge(
     Kermany OCT scans are shifted during acquisition (registration); the uncovered area is
     filled with white (255) wedges along the top or bottom edge, sometimes down a side. The
     paper removed them before cropping. Here a pixel is "white edge" when it is at least
-    `threshold`, belongs to a white region at least `min_width` pixels thick (bright but
-    thin retinal layers are kept), and that region touches the image border. Then
+    `threshold` and belongs to a white region that touches the image border and is either
+    at least `min_width` pixels thick or a long strip lying along that border (so bright
+    but thin retinal layers, which cross the side edges, are kept). Then
 
     1. rows and columns at the edges that are at least `trim` white edge are cut off;
     2. the white edge left inside (the wedge tips) is set to `fill`.
@@ -360,18 +361,23 @@ def remove_oct_white_edge(
     white = img >= threshold
     if not white.any():
         return img.copy()
-    # Solid cores only: an opening drops thin bright structures (retinal layers, speckle),
-    # then the cores regrow within the white mask to recover the wedges' thin tips.
+    # Seeds: solid white blobs touching any edge, and long white strips lying along an
+    # edge (a wedge's thin tail: horizontal at the top/bottom, vertical at the sides).
+    # Openings drop thin bright structures that are not padding (retinal layers, speckle).
     k = max(int(min_width), 1)
-    cores = ndimage.binary_opening(white, structure=np.ones((k, k), dtype=bool))
-    padding = ndimage.binary_propagation(cores, mask=white)
-    labels, n = ndimage.label(padding)
-    if n == 0:
+    line = max(3 * k, 15)
+    blobs = _opening(white, (k, k))
+    hstrips = _opening(white, (1, line))
+    vstrips = _opening(white, (line, 1))
+    seeds = (
+        _touching(blobs, top=True, bottom=True, left=True, right=True)
+        | _touching(hstrips, top=True, bottom=True)
+        | _touching(vstrips, left=True, right=True)
+    )
+    if not seeds.any():
         return img.copy()
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    padding = np.isin(labels, border[border > 0])
-    if not padding.any():
-        return img.copy()
+    # regrow within the white mask to recover the wedges' tips
+    padding = ndimage.binary_propagation(seeds, mask=white)
     # JPEG ringing leaves a light seam along the wedges: grow them by 2 px into pixels
     # that are still bright (at least 3/4 of the threshold).
     padding = ndimage.binary_dilation(padding, iterations=2, mask=img >= 0.75 * threshold)
@@ -398,6 +404,37 @@ def remove_oct_white_edge(
             value = float(fill)
         out[rest] = np.asarray(value).astype(out.dtype)
     return out
+
+
+def _opening(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Binary opening by a rectangle, with SciPy's separable min/max filters (fast)."""
+    from scipy import ndimage
+
+    m = mask.view(np.uint8)
+    opened = ndimage.maximum_filter(
+        ndimage.minimum_filter(m, size=shape, mode="nearest"), size=shape, mode="nearest"
+    )
+    return opened.astype(bool)
+
+
+def _touching(
+    mask: np.ndarray,
+    *,
+    top: bool = False,
+    bottom: bool = False,
+    left: bool = False,
+    right: bool = False,
+) -> np.ndarray:
+    """The connected components of `mask` that touch the named image edges."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return np.zeros_like(mask)
+    edges = [e for e, on in ((labels[0], top), (labels[-1], bottom)) if on]
+    edges += [e for e, on in ((labels[:, 0], left), (labels[:, -1], right)) if on]
+    ids = np.unique(np.concatenate(edges))
+    return np.isin(labels, ids[ids > 0])
 
 
 @dataclass(frozen=True)

@@ -151,7 +151,8 @@ def test_remove_oct_white_edge_on_real_scans(name):
     white_before = (img >= 250).mean()
     assert white_before > 0.02  # the fixture really has a wedge
     out = remove_oct_white_edge(img)
-    assert out.dtype == img.dtype and out.shape[1] == img.shape[1]
+    assert out.dtype == img.dtype
+    assert img.shape[1] - 4 <= out.shape[1] <= img.shape[1]  # at most a white side column
     assert out.shape[0] < img.shape[0]  # mostly-white edge rows were cut
     assert (out >= 250).mean() < 0.005
     assert out[0].mean() < 200 and out[-1].mean() < 200  # no white band left at the edges

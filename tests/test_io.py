@@ -626,3 +626,21 @@ def test_dicom_palette_colour_and_rle_from_pydicom_data():
     assert a.shape == (600, 800, 3) and a.dtype == np.uint8
     assert a.max() > 200 and len(np.unique(a.reshape(-1, 3), axis=0)) > 10  # real colours
     np.testing.assert_array_equal(a, b)  # RLE Lossless decodes to the same pixels
+
+
+def test_csv_manifest_folder_rows(tmp_path):
+    for patient, n in (("P1", 2), ("P2", 1)):
+        (tmp_path / "scans" / patient).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(np.full((5, 5), i, dtype=np.uint8)).save(
+                tmp_path / "scans" / patient / f"{i}.png"
+            )
+    (tmp_path / "scans" / "empty").mkdir()
+    pd.DataFrame(
+        {"path": ["scans/P1", "scans/P2", "scans/empty"], "patient_id": ["P1", "P2", "P3"]}
+    ).to_csv(tmp_path / "m.csv", index=False)
+    found = discover(tmp_path / "m.csv")
+    m = found.manifest
+    assert list(m.id) == ["scans/P1/0.png", "scans/P1/1.png", "scans/P2/0.png"]
+    assert list(m.patient_id) == ["P1", "P1", "P2"]
+    assert list(found.skipped.reason) == ["no images in folder (listed in m.csv)"]

@@ -65,10 +65,18 @@ class _Entry:
     source: str = ""
 
 
-def _walk(folder: Path) -> list[Path]:
-    """Files under `folder` sorted by their path components, without hidden entries."""
+def _walk(folder: Path, skipped: list[tuple[str, str]]) -> list[Path]:
+    """Files under `folder` sorted by their path components, without hidden entries.
+
+    Folders that cannot be listed are recorded in `skipped`.
+    """
     found: list[tuple[tuple[str, ...], Path]] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+
+    def unlistable(err: OSError) -> None:
+        where = Path(err.filename).absolute().as_posix() if err.filename else folder.as_posix()
+        skipped.append((where, f"cannot list folder: {type(err).__name__}: {err.strerror}"))
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unlistable):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in filenames:
             if not name.startswith("."):
@@ -107,14 +115,14 @@ def _manifest_entries(
             f"expected 'path' and optionally {', '.join(_CSV_OPTIONAL)}"
         )
     root = csv.parent.absolute()
-    entries = []
+    entries: list[_Entry] = []
     for row in table.to_dict("records"):
         raw = _cell(row["path"])
         if raw is None:
             continue
         path = Path(raw)
         path = path if path.is_absolute() else root / path
-        if not path.is_file():
+        if not path.exists():
             skipped.append((path.as_posix(), f"file not found (listed in {csv.name})"))
             continue
         overrides = {c: v for c in _CSV_OPTIONAL[:-1] if (v := _cell(row.get(c)))}
@@ -125,6 +133,14 @@ def _manifest_entries(
             raise EnrichError(
                 f"manifest {csv}: frame {frame!r} for {raw} is not an integer"
             ) from None
+        if path.is_dir():  # a folder row: its images share the row's values
+            if frame_i is not None:
+                raise EnrichError(f"manifest {csv}: {raw} is a folder; it cannot have a frame")
+            found = [(p, r) for p in _walk(path, skipped) if (r := reader_for(p, readers))]
+            if not found:
+                skipped.append((path.as_posix(), f"no images in folder (listed in {csv.name})"))
+            entries.extend(_Entry(p, root, r, overrides, None, str(csv)) for p, r in found)
+            continue
         reader = reader_for(path, readers)
         if reader is None:
             skipped.append((path.as_posix(), f"unsupported file type {path.suffix!r}"))
@@ -150,7 +166,8 @@ def discover(
         Folders (searched recursively, hidden entries ignored), image files, or CSV
         manifests (a ``.csv`` file with a ``path`` column, relative to the CSV's folder, and
         optional ``patient_id, clip_id, label, split, frame``; manifest values override
-        what the files say).
+        what the files say; a ``path`` may name a folder, whose images all get that row's
+        values).
     nifti_axis : int
         Spatial axis along which NIfTI volumes are sliced (default: the last).
     video_step : int
@@ -216,7 +233,7 @@ def discover(
             root = src_path.absolute()
             entries = [
                 _Entry(p, root, rd, source=str(src))
-                for p in _walk(root)
+                for p in _walk(root, skipped)
                 if (rd := reader_for(p, readers)) is not None
             ]
             if not entries:

@@ -173,7 +173,9 @@ def test_dicom_single_frame_metadata_and_pixels(tmp_path):
     np.testing.assert_array_equal(got, px)
 
 
-def test_dicom_multiframe_every_frame_is_an_image(tmp_path):
+@pytest.mark.parametrize("small_file", [16 << 20, 0], ids=["parsed-once", "frame-by-frame"])
+def test_dicom_multiframe_every_frame_is_an_image(tmp_path, monkeypatch, small_file):
+    monkeypatch.setattr("enrich.io.dicom._SMALL_FILE", small_file)
     px = np.stack([np.full((10, 12), 100 * i, dtype=np.uint16) for i in range(5)])
     px[:, 0, 0] = 7
     write_dicom(tmp_path / "cine.dcm", px, patient="P2")

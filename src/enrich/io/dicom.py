@@ -36,6 +36,9 @@ from enrich.io._base import FrameRecord, Reader, require, suffix_of
 
 __all__ = ["DicomReader", "is_dicom"]
 
+# Files up to this size are parsed once, pixels included; larger ones are read frame by frame.
+_SMALL_FILE = 16 * 1024 * 1024
+
 
 def is_dicom(path: str | Path) -> bool:
     """Whether `path` starts with the DICOM preamble (``DICM`` at byte 128)."""
@@ -131,7 +134,15 @@ class DicomReader(Reader):
         _pydicom()
         from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, iter_pixels
 
-        ds, _ = self._header(path)
+        source: Any
+        if os.path.getsize(path) <= _SMALL_FILE:
+            # one parse for header and pixels
+            ds = _pydicom().dcmread(path)
+            source = ds
+        else:
+            # large (cine) files: only the requested frames are read from disk
+            ds, _ = self._header(path)
+            source = path
         n = int(ds.get("NumberOfFrames") or 1)
         wanted = list(range(n)) if frames is None else [int(i) for i in frames]
         for i in wanted:
@@ -159,7 +170,7 @@ class DicomReader(Reader):
             if hi == lo:
                 has_voi = False
         indices = wanted if frames is not None else None
-        for i, arr in zip(wanted, iter_pixels(path, indices=indices), strict=False):
+        for i, arr in zip(wanted, iter_pixels(source, indices=indices), strict=False):
             if arr.ndim == 3 and arr.shape[-1] == 1:
                 arr = arr[..., 0]
             if photometric == "PALETTE COLOR":

@@ -315,6 +315,16 @@ def test_video_every_frame_and_step(tmp_path, name, codec):
     assert abs(streamed[f"{name}#3"].mean() * 255 - (20 + 75)) < 6
 
 
+def test_video_without_frame_count_is_decoded_to_count(tmp_path):
+    av = pytest.importorskip("av")
+    write_video(tmp_path / "clip.mkv", 5)
+    with av.open(str(tmp_path / "clip.mkv")) as c:
+        assert c.streams.video[0].frames == 0  # Matroska stores no frame count
+    m = discover(tmp_path, video_step=2).manifest
+    assert list(m.id) == ["clip.mkv#0", "clip.mkv#2", "clip.mkv#4"]
+    assert [x.shape for _, x in read_frames(m)] == [(32, 48)] * 3
+
+
 def test_zero_frame_video_is_skipped(tmp_path):
     av = pytest.importorskip("av")
     write_video(tmp_path / "ok.mp4", 2)

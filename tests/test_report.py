@@ -277,6 +277,10 @@ def test_first_picks_are_beyond_the_shared_seed() -> None:
     assert grid.first_picks(sub, k=1) == {"enrich": ["e1"], "random": ["r1"]}
     assert grid.first_picks(sub, init=1) == {"enrich": ["a", "b"], "random": ["c", "d"]}
     assert grid.first_picks(sub.loc[sub["strategy"] == "enrich"]) == {}
+    # With the benchmark's rank column, selection order wins over row order.
+    ranked = sub.assign(rank=sub.groupby(["strategy", "init", "size"]).cumcount())
+    shuffled = ranked.iloc[::-1]
+    assert grid.first_picks(shuffled) == {"enrich": ["e1", "e2"], "random": ["r1", "r2"]}
 
 
 def test_duplicate_examples_groups_and_pairs() -> None:
@@ -388,6 +392,53 @@ def test_report_with_workspace_has_coverage_redundancy_and_grids(tmp_path: Path)
     (run / "meta.json").write_text(json.dumps(meta))
     html2 = write_report(run, images=False).read_text(encoding="utf-8")
     assert 'id="fig-redundancy"' in html2 and 'id="grids"' not in html2
+
+
+def test_report_reads_the_benchmark_outputs_without_a_workspace(tmp_path: Path) -> None:
+    # split.parquet (the benchmark's own view: id, split, label, patient_id, clip_id) gives
+    # coverage without a workspace; meta.json's metric and warnings are used.
+    ids = [f"im{k}" for k in range(48)]
+    split = pd.DataFrame(
+        {
+            "id": [*ids, "t0", "t1"],
+            "split": ["train"] * 48 + ["test"] * 2,
+            "label": [str(k % 2) for k in range(50)],
+            "patient_id": [f"p{k // 4}" for k in range(50)],
+            "clip_id": [f"c{k // 2}" for k in range(50)],
+        }
+    )
+    rows = []
+    for name, order in (("enrich", ids[::2] + ids[1::2]), ("random", ids)):
+        for size in (12, 24, 36):
+            rows += [
+                {"strategy": name, "init": i, "size": size, "id": x, "rank": r}
+                for i in range(2)
+                for r, x in enumerate(order[:size])
+            ]
+    subsets = pd.DataFrame(rows)
+    results = make_results()
+    other = results.assign(metric="jaccard", value=results["value"] - 0.5)
+    run = make_run(
+        tmp_path,
+        pd.concat([results, other], ignore_index=True),
+        subsets=subsets,
+        meta={"metric": "jaccard", "warnings": ["size 0.9 is larger than the pool: skipped"]},
+    )
+    split.to_parquet(run / "split.parquet", index=False)
+    html = write_report(run).read_text(encoding="utf-8")
+    full = results.loc[results["strategy"] == S.FULL, "value"]
+    assert "metric: mean Jaccard" in html
+    assert f"test mean Jaccard {full.mean() - 0.5:.4f}" in html
+    assert f"{full.mean():.4f}" not in html
+    assert 'id="run-warnings"' in html and "size 0.9 is larger than the pool" in html
+    assert 'id="coverage"' in html
+    # ENRICH's first 12 (im0, im2, ..., im22): patients k // 4 = 0..5 -> 6, clips k // 2 ->
+    # 12; random's first 12 (im0..im11): 3 patients, 6 clips; the pool: 12 patients, 24 clips.
+    table = html[html.index("All classes") :]
+    assert re.search(r"<td>ENRICH</td><td class=\"l\">patients</td><td>6</td>", table)
+    assert re.search(r"<td>ENRICH</td><td class=\"l\">clips</td><td>12</td>", table)
+    assert re.search(r"<td>Random</td><td class=\"l\">patients</td><td>3</td>", table)
+    assert re.search(r"<td>Random</td><td class=\"l\">clips</td><td>6</td>.*?>24</td>", table)
 
 
 def test_report_notes_when_underpowered_or_incomplete(tmp_path: Path) -> None:

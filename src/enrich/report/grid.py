@@ -170,13 +170,12 @@ def first_picks(
     Within one initialization every strategy starts from the same random seed set. At the
     smallest size where the strategies' subsets differ, each strategy's picks are its ids
     that are not in every strategy's subset (the shared ones are the seed and any common
-    picks), in the order they appear in ``subsets.parquet`` (the selection order when the
-    benchmark writes subsets in rank order).
+    picks), in selection order (the ``rank`` column; else the order of the rows).
 
     Parameters
     ----------
     subsets : DataFrame
-        ``strategy, init, size, id``.
+        ``strategy, init, size, id`` and optionally ``rank``.
     k : int
         How many picks per strategy.
     init : int, optional
@@ -201,6 +200,8 @@ def first_picks(
         return {}
     init = int(sub["init"].min()) if init is None else init
     sub = sub.loc[sub["init"] == init]
+    if "rank" in sub.columns:  # the benchmark records each id's place in the order
+        sub = sub.sort_values(["strategy", "size", "rank"], kind="stable")
     names = list(strategies) if strategies is not None else ordered(sub)
     if len(names) < 2:
         return {}

@@ -4,7 +4,8 @@
 
     runs/NAME/results.csv       one row per trained model (required)
     runs/NAME/meta.json         config, seeds, versions, fingerprint, task, n_train (optional)
-    runs/NAME/subsets.parquet   strategy, init, size, id (optional: coverage and image grids)
+    runs/NAME/subsets.parquet   strategy, init, size, id[, rank] (optional: coverage, grids)
+    runs/NAME/split.parquet     id, split, label, patient_id, clip_id (optional: coverage)
 
 and, through ``meta.json``'s ``workspace`` (or the folder two levels up), the workspace's
 manifest and embeddings (optional: coverage, redundancy CDF, image grids). It computes the
@@ -65,6 +66,7 @@ class RunData:
     meta: dict[str, Any]
     subsets: pd.DataFrame | None = None
     workspace: Path | None = None
+    split: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -103,14 +105,24 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunData:
         meta = loaded
     else:
         notes.append("meta.json is missing: no provenance, task or labeling-time settings.")
-    subsets = None
-    sub_path = run_dir / "subsets.parquet"
-    if sub_path.is_file():
-        try:
-            subsets = pd.read_parquet(sub_path)
-        except (OSError, ValueError, ImportError) as exc:
-            notes.append(f"subsets.parquet could not be read ({exc}).")
-    return RunData(run_dir, results, meta, subsets, _find_workspace(run_dir, meta), notes)
+    tables: dict[str, pd.DataFrame | None] = {}
+    for name in ("subsets", "split"):
+        path = run_dir / f"{name}.parquet"
+        tables[name] = None
+        if path.is_file():
+            try:
+                tables[name] = pd.read_parquet(path)
+            except (OSError, ValueError, ImportError) as exc:
+                notes.append(f"{path.name} could not be read ({exc}).")
+    return RunData(
+        run_dir,
+        results,
+        meta,
+        subsets=tables["subsets"],
+        workspace=_find_workspace(run_dir, meta),
+        split=tables["split"],
+        notes=notes,
+    )
 
 
 def _find_workspace(run_dir: Path, meta: dict[str, Any]) -> Path | None:
@@ -209,6 +221,8 @@ def build_context(
 
     results, meta = run.results, run.meta
     notes = list(run.notes)
+    if metric is None and meta.get("metric") in set(results["metric"]):
+        metric = str(meta["metric"])
     metric = S.choose_metric(results, metric)
     ok = S.ok_results(results, metric=metric)
     if ok.empty:
@@ -376,15 +390,18 @@ def build_context(
             )
         )
 
-    # ---- workspace-based parts
+    # ---- parts that need the subsets, the split or the workspace
     manifest = None
     coverage_tables: list[dict[str, Any]] = []
     redundancy_summary = None
     grids: dict[str, str | None] = dict.fromkeys(("picks", "duplicates"))
+    red: Any = None
+    red_ids: np.ndarray | None = None
+    ws = None
     if run.workspace is None:
         notes.append(
-            "The workspace (manifest, embeddings) was not found: coverage, redundancy and "
-            "image grids are left out."
+            "The workspace (manifest, embeddings) was not found: redundancy and image grids "
+            "are left out."
         )
     else:
         from enrich.workspace import Workspace
@@ -394,22 +411,23 @@ def build_context(
             manifest = ws.manifest()
         except _OPTIONAL_ERRORS as exc:
             notes.append(f"The manifest could not be read: {exc}")
-        if manifest is not None and run.subsets is not None:
-            try:
-                coverage_tables = _coverage_tables(run, manifest, task=task, n_train=n_train)
-            except _OPTIONAL_ERRORS as exc:
-                notes.append(f"Coverage (Table 2) could not be computed: {exc}")
-        red = None
-        if ws.has_embeddings():
-            try:
-                red, red_ids, redundancy_summary, fig1 = _redundancy(ws, meta)
-                figures["redundancy"] = fig1
-            except _OPTIONAL_ERRORS as exc:
-                notes.append(f"Redundancy (Figure 1) could not be computed: {exc}")
-        if images and manifest is not None:
-            made, grid_notes = _grids(run, manifest, red, red_ids if red is not None else None)
-            grids.update(made)
-            notes.extend(grid_notes)
+    # split.parquet is the benchmark's own view (id, split, label, patient_id, clip_id).
+    cov_source = run.split if run.split is not None else manifest
+    if cov_source is not None and run.subsets is not None:
+        try:
+            coverage_tables = _coverage_tables(run, cov_source, task=task, n_train=n_train)
+        except _OPTIONAL_ERRORS as exc:
+            notes.append(f"Coverage (Table 2) could not be computed: {exc}")
+    if ws is not None and ws.has_embeddings():
+        try:
+            red, red_ids, redundancy_summary, fig1 = _redundancy(ws, meta)
+            figures["redundancy"] = fig1
+        except _OPTIONAL_ERRORS as exc:
+            notes.append(f"Redundancy (Figure 1) could not be computed: {exc}")
+    if images and manifest is not None:
+        made, grid_notes = _grids(run, manifest, red, red_ids)
+        grids.update(made)
+        notes.extend(grid_notes)
     if run.subsets is None:
         notes.append("subsets.parquet is missing: coverage and the picks grid are left out.")
 
@@ -454,6 +472,7 @@ def build_context(
         "redundancy": redundancy_summary,
         "failed": failed_rows,
         "notes": notes,
+        "run_warnings": [str(w) for w in meta.get("warnings") or []],
         "provenance": _provenance(run),
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
@@ -472,19 +491,11 @@ def _train_ids(run: RunData, manifest: pd.DataFrame, n_train: int | None) -> lis
     subsets = run.subsets
     if subsets is not None and (subsets["strategy"] == S.FULL).any():
         return subsets.loc[subsets["strategy"] == S.FULL, "id"].astype(str).unique().tolist()
-    for name in ("split.parquet", "split.csv"):
-        path = run.run_dir / name
-        if path.is_file():
-            import pandas as pd
-
-            df = pd.read_parquet(path) if name.endswith("parquet") else pd.read_csv(path)
-            col = "split" if "split" in df.columns else ("part" if "part" in df.columns else None)
-            if col is not None and "id" in df.columns:
-                return df.loc[df[col].astype(str) == "train", "id"].astype(str).tolist()
-    if "split" in manifest.columns:
-        train = manifest.loc[manifest["split"].astype(str) == "train", "id"].astype(str).tolist()
-        if train and (n_train is None or len(train) == n_train):
-            return train
+    for table in (run.split, manifest):
+        if table is not None and "split" in table.columns:
+            train = table.loc[table["split"].astype(str) == "train", "id"].astype(str).tolist()
+            if train and (n_train is None or len(train) == n_train):
+                return train
     return None
 
 
@@ -658,25 +669,36 @@ def _provenance(run: RunData) -> dict[str, Any]:
         versions = {"versions": str(versions)}
     from enrich import __version__
 
-    seeds = {k: v for k, v in meta.items() if "seed" in k.lower()}
+    seeds = meta.get("seeds")
+    if not isinstance(seeds, dict):
+        seeds = {k: v for k, v in meta.items() if "seed" in k.lower()}
+    main_seed = seeds.get("seed", meta.get("seed"))
     fingerprint = meta.get("data_fingerprint") or meta.get("fingerprint")
-    items = [
+    split: dict[str, Any] = meta["split"] if isinstance(meta.get("split"), dict) else {}
+    emb: dict[str, Any] = meta["embeddings"] if isinstance(meta.get("embeddings"), dict) else {}
+    items: list[tuple[str, Any]] = [
         ("Run folder", str(run.run_dir.resolve())),
         ("Workspace", str(run.workspace) if run.workspace else "not found"),
-        ("Task", str(meta.get("task", "–"))),
-        (
-            "Data fingerprint",
-            json.dumps(fingerprint)
-            if isinstance(fingerprint, dict | list)
-            else str(fingerprint or "–"),
-        ),
-        ("Seeds", json.dumps(seeds, sort_keys=True, default=str) if seeds else "–"),
+        ("Task", meta.get("task")),
+        ("Data fingerprint", fingerprint),
+        ("Base seed", main_seed),
+        ("Train/test split", ", ".join(f"{k}: {v}" for k, v in split.items()) or None),
+        ("Embeddings", ", ".join(f"{k}: {v}" for k, v in emb.items() if not isinstance(v, dict))),
+        ("Device", meta.get("device")),
+        ("Started", meta.get("started")),
+        ("Finished", meta.get("finished")),
         ("results.csv sha256", digest),
         ("Report made by", f"enrich {__version__}, Python {platform.python_version()}"),
     ]
+    shown = [
+        {"key": k, "value": v if isinstance(v, str) else json.dumps(v, default=str)}
+        for k, v in items
+        if v not in (None, "", {}, [])
+    ]
     return {
-        "items": [{"key": k, "value": v} for k, v in items],
+        "items": shown,
         "versions": [{"key": str(k), "value": str(v)} for k, v in sorted(versions.items())],
+        "seeds": json.dumps(seeds, indent=2, sort_keys=True, default=str) if seeds else "",
         "config": json.dumps(meta.get("config", {}), indent=2, sort_keys=True, default=str),
         "meta": json.dumps(meta, indent=2, sort_keys=True, default=str),
     }

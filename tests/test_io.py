@@ -656,3 +656,12 @@ def test_csv_manifest_folder_rows(tmp_path):
     assert list(m.id) == ["scans/P1/0.png", "scans/P1/1.png", "scans/P2/0.png"]
     assert list(m.patient_id) == ["P1", "P1", "P2"]
     assert list(found.skipped.reason) == ["no images in folder (listed in m.csv)"]
+
+
+def test_discover_exclude_folder(tmp_path):
+    img = np.zeros((4, 4), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "scan.png")
+    (tmp_path / "ws" / "runs").mkdir(parents=True)
+    Image.fromarray(img).save(tmp_path / "ws" / "runs" / "figure.png")
+    assert len(discover(tmp_path).manifest) == 2
+    assert list(discover(tmp_path, exclude=[tmp_path / "ws"]).manifest.id) == ["scan.png"]

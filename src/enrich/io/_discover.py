@@ -65,10 +65,13 @@ class _Entry:
     source: str = ""
 
 
-def _walk(folder: Path, skipped: list[tuple[str, str]]) -> list[Path]:
+def _walk(
+    folder: Path, skipped: list[tuple[str, str]], exclude: frozenset[Path] = frozenset()
+) -> list[Path]:
     """Files under `folder` sorted by their path components, without hidden entries.
 
-    Folders that cannot be listed are recorded in `skipped`.
+    Folders in `exclude` (absolute) are not entered. Folders that cannot be listed are
+    recorded in `skipped`.
     """
     found: list[tuple[tuple[str, ...], Path]] = []
 
@@ -77,7 +80,11 @@ def _walk(folder: Path, skipped: list[tuple[str, str]]) -> list[Path]:
         skipped.append((where, f"cannot list folder: {type(err).__name__}: {err.strerror}"))
 
     for dirpath, dirnames, filenames in os.walk(folder, onerror=unlistable):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        dirnames[:] = [
+            d
+            for d in dirnames
+            if not d.startswith(".") and (Path(dirpath) / d).absolute() not in exclude
+        ]
         for name in filenames:
             if not name.startswith("."):
                 path = Path(dirpath) / name
@@ -101,7 +108,10 @@ def _cell(value: Any) -> str | None:
 
 
 def _manifest_entries(
-    csv: Path, readers: dict[str, Reader], skipped: list[tuple[str, str]]
+    csv: Path,
+    readers: dict[str, Reader],
+    skipped: list[tuple[str, str]],
+    exclude: frozenset[Path] = frozenset(),
 ) -> list[_Entry]:
     import pandas as pd
 
@@ -136,7 +146,7 @@ def _manifest_entries(
         if path.is_dir():  # a folder row: its images share the row's values
             if frame_i is not None:
                 raise EnrichError(f"manifest {csv}: {raw} is a folder; it cannot have a frame")
-            found = [(p, r) for p in _walk(path, skipped) if (r := reader_for(p, readers))]
+            found = [(p, r) for p in _walk(path, skipped, exclude) if (r := reader_for(p, readers))]
             if not found:
                 skipped.append((path.as_posix(), f"no images in folder (listed in {csv.name})"))
             entries.extend(_Entry(p, root, r, overrides, None, str(csv)) for p, r in found)
@@ -157,6 +167,7 @@ def discover(
     npz_key: str | None = None,
     check_pixels: bool = False,
     progress: bool = False,
+    exclude: Sequence[str | os.PathLike[str]] = (),
 ) -> Discovery:
     """Find every image in `sources` and describe it in a manifest, without decoding.
 
@@ -179,6 +190,9 @@ def discover(
         here rather than when read. Slow: off by default.
     progress : bool
         Show a progress bar (stderr).
+    exclude : sequence of paths
+        Folders not to search (e.g. a workspace kept inside the image folder, whose
+        figures would otherwise be found as images).
 
     Returns
     -------
@@ -216,6 +230,7 @@ def discover(
         options.update(r.options())
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
+    excluded = frozenset(Path(e).absolute() for e in exclude)
     if not sources:
         raise EnrichError("no sources given; expected folders, image files or CSV manifests")
 
@@ -233,7 +248,7 @@ def discover(
             root = src_path.absolute()
             entries = [
                 _Entry(p, root, rd, source=str(src))
-                for p in _walk(root, skipped)
+                for p in _walk(root, skipped, excluded)
                 if (rd := reader_for(p, readers)) is not None
             ]
             if not entries:
@@ -241,7 +256,7 @@ def discover(
                     f"no images found in {src} (looked for {', '.join(SUFFIXES)} and DICOM files)"
                 )
         elif src_path.suffix.lower() == ".csv":
-            entries = _manifest_entries(src_path.absolute(), readers, skipped)
+            entries = _manifest_entries(src_path.absolute(), readers, skipped, excluded)
         else:
             path = src_path.absolute()
             found = reader_for(path, readers)

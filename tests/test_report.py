@@ -191,7 +191,7 @@ def test_plot_performance_marks_equivalent_points_and_stars() -> None:
     ]
     assert len(red) == 1
     # enrich at 24 and 36 (50%, 75%) are circled; nothing else.
-    assert sorted(red[0].get_offsets()[:, 0].tolist()) == [50.0, 75.0]
+    assert sorted(red[0].get_offsets()[:, 0].tolist()) == pytest.approx([50.0, 75.0], abs=1)
     stars = sorted(t.get_text() for t in ax.texts)
     expected = sorted(S.compare_to_baseline(table)["stars"])
     assert stars == expected and len(stars) == 3
@@ -201,6 +201,16 @@ def test_plot_performance_marks_equivalent_points_and_stars() -> None:
     fig2 = Figure()
     ax2 = fig2.add_subplot()
     assert plots.plot_performance(table, ax=ax2) is fig2
+
+
+def test_plot_performance_shared_starting_set_is_one_grey_point() -> None:
+    table = S.check_results(make_results())
+    fig = plots.plot_performance(table, shared_sizes={12})
+    ax = fig.axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert "Shared random starting set" in labels
+    assert len(ax.texts) == 2  # stars only at 24 and 36
+    assert "Stars: ENRICH vs Random (MWU)" in [t.get_text() for t in ax.get_legend().get_texts()]
 
 
 def test_plot_performance_without_full_or_baseline() -> None:

@@ -290,6 +290,9 @@ def test_pooled_z_scores_hand_computed() -> None:
     ref = mannwhitneyu([0, r2, 0, r2], [-r2, 0, -r2, 0], alternative="two-sided")
     assert test["p"] == pytest.approx(ref.pvalue)
     assert test["mean_z"] == pytest.approx(r2 / 2)
+    # The shared starting set can be left out of the pooling.
+    assert S.pooled_comparison(t, baseline="b", exclude_sizes=[10]).sizes == (20,)
+    assert len(S.pooled_comparison(t, baseline="b", exclude_sizes={10}).values) == 4
 
 
 def test_pooling_removes_the_size_effect() -> None:
@@ -333,6 +336,18 @@ def _manifest() -> pd.DataFrame:
             "label": [0, 1, 0, 1, 0, 1, 0, 1],
         }
     )
+
+
+def test_shared_sizes() -> None:
+    rows = []
+    for init in (0, 1):
+        for name in ("enrich", "random"):
+            rows += [(name, init, 2, i) for i in ("a", "b")]  # the shared seed, both inits
+            rows += [(name, init, 3, i) for i in ("a", "b", name if init else "c")]
+    sub = pd.DataFrame(rows, columns=["strategy", "init", "size", "id"])
+    # Size 3 is identical in init 0 only: not shared.
+    assert S.shared_sizes(sub) == {2}
+    assert S.shared_sizes(sub.loc[sub["strategy"] == "enrich"]) == set()
 
 
 def test_coverage_hand_counted() -> None:

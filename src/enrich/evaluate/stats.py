@@ -63,6 +63,7 @@ __all__ = [
     "pooled_comparison",
     "read_results",
     "records",
+    "shared_sizes",
     "smallest_equivalent",
     "stars",
     "strategies",
@@ -655,6 +656,7 @@ def pooled_comparison(
     baseline: str = "random",
     metric: str | None = None,
     ddof: int = 0,
+    exclude_sizes: Iterable[int] = (),
 ) -> PooledComparison:
     """Standardize at each size, pool across sizes, compare strategies (Fig. 5).
 
@@ -677,6 +679,9 @@ def pooled_comparison(
         See :func:`describe`.
     ddof : int
         Degrees of freedom of the per-size SD (0: the z-scores have SD exactly 1).
+    exclude_sizes : iterable of int
+        Sizes left out, e.g. the shared random starting set (:func:`shared_sizes`), where
+        every strategy trained on the same images and there is nothing to compare.
 
     Returns
     -------
@@ -685,7 +690,7 @@ def pooled_comparison(
     import pandas as pd
 
     ok = ok_results(table, metric=metric)
-    ok = ok.loc[ok["strategy"] != FULL]
+    ok = ok.loc[(ok["strategy"] != FULL) & ~ok["size"].isin([int(x) for x in exclude_sizes])]
     per_size = ok.groupby("size")["strategy"].nunique()
     sizes = tuple(int(s) for s in per_size.index[per_size >= 2])
     sub = ok.loc[ok["size"].isin(sizes), ["strategy", "size", "init", "model", "value"]].copy()
@@ -720,6 +725,38 @@ def pooled_comparison(
     columns = ["strategy", "baseline", "n", "n_baseline", "mean_z", "mean_z_baseline"]
     tests = pd.DataFrame(rows, columns=[*columns, "U", "p", "stars"])
     return PooledComparison(values=sub, tests=tests, sizes=sizes)
+
+
+def shared_sizes(subsets: pd.DataFrame) -> set[int]:
+    """Sizes at which every strategy trained on exactly the same images, in every init.
+
+    That is the shared random starting subset (the paper's grey point) when the configured
+    sizes include it. Only strategies present at that size are compared; a size held by
+    a single strategy is not "shared".
+
+    >>> import pandas as pd
+    >>> sub = pd.DataFrame({"strategy": ["a", "a", "b", "b", "a", "b"], "init": 0,
+    ...                     "size": [2, 2, 2, 2, 3, 3], "id": ["x", "y", "y", "x", "z", "w"]})
+    >>> shared_sizes(sub)
+    {2}
+    """
+    sub = subsets.loc[subsets["strategy"] != FULL]
+    if "init" not in sub.columns:
+        sub = sub.assign(init=0)
+    out: set[int] = set()
+    for size, at in sub.groupby("size"):
+        names = set(at["strategy"])
+        if len(names) < 2:
+            continue
+        same = True
+        for _, per_init in at.groupby("init"):
+            sets = {frozenset(g["id"].astype(str)) for _, g in per_init.groupby("strategy")}
+            if len(sets) != 1 or len(set(per_init["strategy"])) != len(names):
+                same = False
+                break
+        if same:
+            out.add(int(size))  # type: ignore[arg-type]
+    return out
 
 
 # --------------------------------------------------------------------------- Table 2

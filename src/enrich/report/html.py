@@ -252,8 +252,12 @@ def build_context(
     )
     vs_full = S.compare_to_full(results, metric=metric, alpha=alpha)
     eq = S.smallest_equivalent(results, metric=metric, alpha=alpha, rule=rule, n_train=n_train)
+    # Sizes where every strategy trained on the same images (the shared starting set).
+    shared = S.shared_sizes(run.subsets) if run.subsets is not None else set()
     pooled = (
-        S.pooled_comparison(results, baseline=baseline, metric=metric) if has_baseline else None
+        S.pooled_comparison(results, baseline=baseline, metric=metric, exclude_sizes=shared)
+        if has_baseline
+        else None
     )
     times = (
         S.labeling_time(
@@ -369,13 +373,17 @@ def build_context(
     figures: dict[str, str | None] = dict.fromkeys(("performance", "pooled", "time", "redundancy"))
     try:
         figures["performance"] = _png(
-            plots.plot_performance(results, metric=metric, baseline=baseline, alpha=alpha)
+            plots.plot_performance(
+                results, metric=metric, baseline=baseline, alpha=alpha, shared_sizes=shared
+            )
         )
     except _OPTIONAL_ERRORS as exc:
         notes.append(f"Figure 3 could not be drawn: {exc}")
     if pooled is not None and len(pooled.sizes):
         try:
-            figures["pooled"] = _png(plots.plot_pooled(results, metric=metric, baseline=baseline))
+            figures["pooled"] = _png(
+                plots.plot_pooled(results, metric=metric, baseline=baseline, shared_sizes=shared)
+            )
         except _OPTIONAL_ERRORS as exc:
             notes.append(f"Figure 5 could not be drawn: {exc}")
     if times is not None:
@@ -464,6 +472,7 @@ def build_context(
         "power_note": power_note,
         "size_rows": size_rows,
         "has_baseline": has_baseline,
+        "has_shared": bool(shared),
         "compared": [_label(n) for n in names if n != baseline],
         "figures": figures,
         "grids": grids,

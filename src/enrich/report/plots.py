@@ -17,7 +17,7 @@ they need no GUI backend, are not kept alive by a global registry and are safe i
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -93,6 +93,7 @@ def plot_performance(
     metric: str | None = None,
     baseline: str = "random",
     alpha: float = S.ALPHA,
+    shared_sizes: Collection[int] = (),
 ) -> Figure:
     """Fig. 3: test metric vs training-subset size, one line per strategy.
 
@@ -114,6 +115,9 @@ def plot_performance(
         Strategy the stars compare against.
     alpha : float
         Significance level for the red circles.
+    shared_sizes : collection of int
+        Sizes at which every strategy trained on the same subset (the random starting set,
+        :func:`enrich.evaluate.stats.shared_sizes`): drawn as one grey point, no stars.
 
     Returns
     -------
@@ -126,8 +130,14 @@ def plot_performance(
         raise EnrichError(f"no successful models with metric {metric!r} to plot")
     names = S.strategies(desc, baseline=baseline)
     colors = strategy_colors([*names, S.FULL])
+    shared = {int(s) for s in shared_sizes}
     use_fraction = bool(np.isfinite(desc["fraction"]).all())
-    desc = desc.assign(x=desc["fraction"] * 100.0 if use_fraction else desc["size"])
+    x = desc["fraction"] * 100.0 if use_fraction else desc["size"].astype(float)
+    # Dodge the strategies a little sideways so that overlapping error bars stay readable.
+    span_x = float(x.max() - x.min()) or 1.0
+    shift = {n: (k - (len(names) - 1) / 2) * 0.008 * span_x for k, n in enumerate(names)}
+    dodge = desc["strategy"].map(shift).fillna(0.0)
+    desc = desc.assign(x0=x, x=x + dodge.where(~desc["size"].isin(shared), 0.0))
     for name in names:
         d = desc.loc[desc["strategy"] == name].sort_values("x")
         ax.errorbar(
@@ -141,6 +151,25 @@ def plot_performance(
             capsize=3,
             label=f"{_label(name)}",
             zorder=3,
+        )
+    start = desc.loc[desc["size"].isin(shared) & (desc["strategy"] != S.FULL)]
+    if not start.empty:
+        # The same random starting subset for every strategy (the paper's grey point).
+        ok = S.ok_results(table, metric=metric)
+        ok = ok.loc[ok["size"].isin(shared) & (ok["strategy"] != S.FULL)]
+        pooled = ok.groupby("size")["value"].agg(["mean", "std"]).reset_index()
+        pooled = pooled.merge(start.groupby("size")["x"].first().reset_index(), on="size")
+        ax.errorbar(
+            pooled["x"],
+            pooled["mean"],
+            yerr=pooled["std"].fillna(0.0),
+            color=colors.get("initial", "#8c8c8c"),
+            marker="o",
+            ms=7,
+            capsize=3,
+            ls="none",
+            label="Shared random starting set",
+            zorder=4,
         )
     full = desc.loc[desc["strategy"] == S.FULL]
     if not full.empty:
@@ -173,19 +202,20 @@ def plot_performance(
         )
     # Stars above each size, one line per compared strategy, in that strategy's colour.
     tests = S.compare_to_baseline(table, baseline=baseline, metric=metric)
+    tests = tests.loc[~tests["size"].isin(shared)]
     top = (desc["mean"] + desc["std"].fillna(0.0)).max()
     bottom = (desc["mean"] - desc["std"].fillna(0.0)).min()
     span = max(float(top - bottom), 1e-6)
     compared = [n for n in names if n != baseline]
     for k, name in enumerate(compared):
         t = tests.loc[tests["strategy"] == name].merge(
-            desc.loc[desc["strategy"] == name, ["size", "x"]], on="size"
+            desc.loc[desc["strategy"] == name, ["size", "x0"]], on="size"
         )
         for r in S.records(t):
-            at = desc.loc[desc["x"] == r["x"]]
+            at = desc.loc[desc["size"] == r["size"]]
             y = float((at["mean"] + at["std"].fillna(0.0)).max()) + span * (0.04 + 0.07 * k)
             ax.text(
-                float(r["x"]),
+                float(r["x0"]),
                 y,
                 str(r["stars"]),
                 ha="center",
@@ -203,6 +233,10 @@ def plot_performance(
     if not same.empty:
         handles.append(Line2D([], [], marker="o", ms=11, mfc="none", mec="red", ls="none", mew=1.6))
         labels.append(f"Indistinguishable from full set (p > {alpha:g})")
+    if compared and not tests.empty:
+        handles.append(Line2D([], [], ls="none"))
+        vs = ", ".join(_label(n) for n in compared)
+        labels.append(f"Stars: {vs} vs {_label(baseline)} (MWU)")
     ax.legend(handles, labels, loc="lower right", fontsize=8, frameon=True)
     return fig
 
@@ -296,19 +330,23 @@ def plot_pooled(
     *,
     metric: str | None = None,
     baseline: str = "random",
+    shared_sizes: Collection[int] = (),
 ) -> Figure:
     """Fig. 5: standardized performance pooled over all subset sizes, per strategy.
 
     Each model's metric is z-scored against all models of the same subset size (so 0 is
     "average for that budget") and the z-scores of all sizes are pooled; violins show their
     distribution, boxes the quartiles. The p-value is a two-sided Mann-Whitney U test of
-    each strategy vs `baseline` (:func:`enrich.evaluate.stats.pooled_comparison`).
+    each strategy vs `baseline` (:func:`enrich.evaluate.stats.pooled_comparison`). Sizes in
+    `shared_sizes` (the shared random starting set) are left out.
 
     Returns
     -------
     Figure
     """
-    pooled = S.pooled_comparison(table, metric=metric, baseline=baseline)
+    pooled = S.pooled_comparison(
+        table, metric=metric, baseline=baseline, exclude_sizes=shared_sizes
+    )
     fig, ax = _axes(ax, (5.0, 4.0))
     values = pooled.values
     names = S.strategies(values, baseline=baseline)

@@ -461,6 +461,8 @@ def test_report_notes_when_underpowered_or_incomplete(tmp_path: Path) -> None:
     run = make_run(tmp_path, t.loc[t["strategy"] != S.FULL], name="nofull")
     html = write_report(run).read_text(encoding="utf-8")
     assert "No successful full-set models" in html
+    assert "Cannot tell: no models trained on the full training set" in _card(html, "enrich")
+    assert "No smaller subset we tried" not in html
     assert 'id="fig-time"' not in html and 'id="fig-performance"' in html
     # One strategy only: no baseline comparison, no Fig. 5.
     run = make_run(tmp_path, t.loc[t["strategy"] != "random"], name="one")

@@ -241,6 +241,16 @@ def test_first_vs_sustained_rule() -> None:
         S.smallest_equivalent(t, rule="last")  # type: ignore[arg-type]
 
 
+def test_better_than_full_counts_for_the_headline() -> None:
+    # Significantly better than the full set from 400 on: never "indistinguishable", but the
+    # headline rule must not say "needs the full set".
+    t = _table({"enrich": {200: "worse", 400: "better", 800: "same"}})
+    eq = S.smallest_equivalent(t).iloc[0]
+    assert eq["reached"] and eq["size"] == 400 and eq["direction"] == "better"
+    first = S.smallest_equivalent(t, rule="first").iloc[0]
+    assert first["size"] == 800 and first["direction"] == "same"  # the paper's red circle
+
+
 def test_never_equivalent_needs_the_full_set() -> None:
     # Same at 400 but worse again at the largest size: never sustained.
     t = _table({"random": {200: "worse", 400: "same", 800: "worse"}})

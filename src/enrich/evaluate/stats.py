@@ -516,17 +516,18 @@ def smallest_equivalent(
     rule: Rule = "sustained",
     n_train: int | None = None,
 ) -> pd.DataFrame:
-    """The smallest subset statistically indistinguishable from the full set, per strategy.
+    """The smallest subset that matches the full training set, per strategy.
 
     Two definitions, both reported:
 
     - ``first`` (the paper's reading of Fig. 3): the smallest size whose models are
-      indistinguishable from the full-set models (two-sided MWU p > alpha).
-    - ``sustained`` (used for the headline): the smallest size s that is indistinguishable
-      *and* from which on every larger measured size of that strategy stays
-      indistinguishable or significantly *better* than the full set. One lucky
-      non-significant point at a small size, followed by significantly worse points, does
-      not count.
+      statistically indistinguishable from the full-set models (two-sided MWU p > alpha;
+      the first red circle).
+    - ``sustained`` (used for the headline): the smallest size s such that s and every
+      larger measured size of that strategy are *not worse* than the full set, i.e.
+      indistinguishable (p > alpha) or significantly *better*. One lucky non-significant
+      point at a small size, followed by significantly worse points, does not count; a
+      subset that beats the full set does.
 
     A strategy that never qualifies "needs the full set": ``reached`` is False and the size
     is ``n_train`` (fraction 1.0).
@@ -545,9 +546,11 @@ def smallest_equivalent(
     Returns
     -------
     DataFrame
-        One row per strategy: ``strategy, size, fraction, reached, rule, first_size,
-        first_fraction, sustained_size, sustained_fraction, underpowered`` (``underpowered``:
-        the chosen point's test could not reach p ≤ alpha). Sizes are NaN where not reached.
+        One row per strategy: ``strategy, size, fraction, reached, rule, direction,
+        first_size, first_fraction, sustained_size, sustained_fraction, underpowered``.
+        ``direction`` is the chosen point's ``"same"`` or ``"better"`` (``""`` when not
+        reached); ``underpowered``: the chosen point's test could not reach p ≤ alpha.
+        ``first_*``/``sustained_*`` are NaN where that rule is not met.
     """
     import pandas as pd
 
@@ -565,13 +568,13 @@ def smallest_equivalent(
         first = sizes[same][0] if same.any() else None
         sustained = None
         for i in range(len(sizes)):
-            if same[i] and fine[i:].all():
+            if fine[i:].all():
                 sustained = sizes[i]
                 break
         chosen = sustained if rule == "sustained" else first
-        under = (
-            bool(c.loc[c["size"] == chosen, "underpowered"].any()) if chosen is not None else False
-        )
+        at = c.loc[c["size"] == chosen]
+        under = bool(at["underpowered"].any()) if chosen is not None else False
+        direction = str(at["direction"].iloc[0]) if chosen is not None and len(at) else ""
         rows.append(
             {
                 "strategy": name,
@@ -579,6 +582,7 @@ def smallest_equivalent(
                 "fraction": fractions.get((name, chosen), np.nan) if chosen is not None else 1.0,
                 "reached": chosen is not None,
                 "rule": rule,
+                "direction": direction,
                 "first_size": float(first) if first is not None else np.nan,
                 "first_fraction": fractions.get((name, first), np.nan)
                 if first is not None
@@ -596,6 +600,7 @@ def smallest_equivalent(
         "fraction",
         "reached",
         "rule",
+        "direction",
         "first_size",
         "first_fraction",
         "sustained_size",

@@ -287,8 +287,10 @@ def build_context(
             "n_train": f"{n_train:,}" if n_train else "–",
             "hours_saved": _hours(float(t["hours_saved"])) if t is not None else None,
             "underpowered": bool(r["underpowered"]),
+            "better": r["direction"] == "better",
+            # A smaller size with no detectable difference that larger sizes did not hold.
             "first_differs": bool(
-                np.isfinite(r["first_size"]) and (not r["reached"] or r["first_size"] != r["size"])
+                np.isfinite(r["first_size"]) and (not r["reached"] or r["first_size"] < r["size"])
             ),
             "first_percent": _pct(r["first_fraction"]),
         }

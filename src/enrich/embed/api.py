@@ -7,7 +7,9 @@ reading → preprocessing → embedding in batches, and writes the workspace.
 Re-running on a grown folder reuses the model when its embedder, options, seed and
 preprocessing are unchanged, keeps the vectors already computed, and embeds only the new
 images. Anything else (a new seed, another embedder, other preprocessing, ``retrain=True``)
-trains a new model and embeds everything again.
+trains a new model and embeds everything again. Images are known by id (their path), so
+a file rewritten in place keeps its old vector: pass ``retrain=True`` (``--retrain``) after
+editing images.
 """
 
 from __future__ import annotations
@@ -150,7 +152,14 @@ def embed_sources(
     options["seed"] = seed
     runtime = _runtime_options(cls, device=device, progress=progress)
     candidate = cls(**options, **runtime)
-    pipeline = {"preprocess": pp.to_dict(), "max_train": int(max_train)}
+    # What, besides the embedder's own options, decides the vectors: reusing a model (and
+    # its vectors) needs the same preprocessing, subset size and reader options (a NIfTI
+    # slice "v.nii#3" is another image along another axis).
+    pipeline = {
+        "preprocess": pp.to_dict(),
+        "max_train": int(max_train),
+        "read_options": dict(discovery.options),
+    }
     saved = read_config(ws.model_dir)
     reuse = (
         not retrain

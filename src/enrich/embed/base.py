@@ -14,6 +14,7 @@ name, options, seed and the fingerprint of the training data) plus its own weigh
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -224,7 +225,8 @@ class Embedder:
     def load(cls, folder: str | os.PathLike[str], **options: Any) -> Embedder:
         """Read a model saved with :meth:`save` (of this class, or any class via the registry).
 
-        ``options`` set what is not part of the model's identity (e.g. ``device="cpu"``).
+        ``options`` set what is not part of the model's identity (e.g. ``device="cpu"``);
+        those this embedder does not take are ignored, so one call loads any embedder.
         """
         config = read_config(folder)
         if config is None:
@@ -237,7 +239,9 @@ class Embedder:
             from enrich.embed.registry import get_embedder_class
 
             return get_embedder_class(config["embedder"]).load(folder, **options)
-        model = cls(**{**config["params"], **options})
+        accepted = inspect.signature(cls.__init__).parameters
+        runtime = {k: v for k, v in options.items() if k in accepted}
+        model = cls(**{**config["params"], **runtime})
         model.fit_info_ = dict(config.get("fit") or {})
         model._load_weights(Path(folder))
         model.data_fingerprint_ = config.get("data_fingerprint") or "unknown"

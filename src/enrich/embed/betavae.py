@@ -64,34 +64,34 @@ class BetaVAE(nn.Module):
     def _build(self, c: int, h: int) -> None:
         self.encoder = nn.Sequential(
             nn.Conv2d(1, c, 4, stride=2, padding=1),  # (B, 32, 32, 32)
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(c, c, 4, stride=2, padding=1),  # (B, 32, 16, 16)
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(c, c, 4, stride=2, padding=1),  # (B, 32, 8, 8)
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(c, c, 4, stride=2, padding=1),  # (B, 32, 4, 4)
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Flatten(),  # (B, 512)
             nn.Linear(c * 4 * 4, h),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Linear(h, h),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
         )
         self.to_latent = nn.Linear(h, 2 * self.latent_dim)  # (B, 2·latent): mean, log-variance
         self.decoder = nn.Sequential(
             nn.Linear(self.latent_dim, h),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Linear(h, h),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Linear(h, c * 4 * 4),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Unflatten(1, (c, 4, 4)),  # (B, 32, 4, 4)
             nn.ConvTranspose2d(c, c, 4, stride=2, padding=1),  # (B, 32, 8, 8)
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.ConvTranspose2d(c, c, 4, stride=2, padding=1),  # (B, 32, 16, 16)
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.ConvTranspose2d(c, c, 4, stride=2, padding=1),  # (B, 32, 32, 32)
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.ConvTranspose2d(c, 1, 4, stride=2, padding=1),  # (B, 1, 64, 64) logits
         )
 

@@ -79,7 +79,7 @@ class BetaVAEEmbedder(Embedder):
         max_seconds: float | None = None,
         device: str = "auto",
         progress: bool = True,
-        encode_batch_size: int = 128,
+        encode_batch_size: int = 64,
     ) -> None:
         super().__init__(seed=seed)
         self.latent_dim = latent_dim

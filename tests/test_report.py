@@ -313,6 +313,15 @@ def test_duplicate_examples_groups_and_pairs() -> None:
     shown = [i for g in groups for i, _ in g]
     assert len(shown) == len(set(shown))
     assert groups[2][0][1] >= groups[3][0][1]
+    # Exact duplicates rank before a looser, larger group; with vectors, a group's members
+    # follow their similarity to its first image.
+    X[20] = X[21] = X[22] = X[23] = X[5]  # four identical images
+    res = redundancy(X)
+    ranked = grid.duplicate_examples(res, ids, vectors=X, n_groups=2)
+    assert sorted(i for i, _ in ranked[0]) == ["img20", "img21", "img22", "img23", "img5"]
+    assert ranked[1][0][0] in {"img0", "img1", "img2"}
+    with pytest.raises(EnrichError, match="vectors"):
+        grid.duplicate_examples(res, ids, vectors=X[:3])
     # No group at the threshold: fall back to the most similar pairs.
     pairs = grid.duplicate_examples(
         redundancy(rng.normal(size=(20, 16)), group_threshold=1.0), ids[:20], n_groups=3

@@ -221,16 +221,20 @@ def duplicate_examples(
     result: Any,
     ids: Sequence[str] | np.ndarray,
     *,
+    vectors: np.ndarray | None = None,
     n_groups: int = 4,
     max_size: int = 8,
 ) -> list[list[tuple[str, float]]]:
     """The most redundant near-duplicate groups, as (id, max similarity) lists.
 
     Uses the near-duplicate groups of a :class:`enrich.redundancy.RedundancyResult`
-    (images linked by similarity ≥ its ``group_threshold``), largest group first; within a
-    group the most redundant images come first, at most `max_size`. When there are fewer
-    than `n_groups` groups at that threshold, the most similar pairs (an image and its
-    nearest neighbour) not shown yet fill the rest.
+    (connected components of the graph linking images with similarity ≥ its
+    ``group_threshold``). Groups are ranked by their members' median max similarity (exact
+    duplicates first), then by size. Each group starts with its most redundant image; with
+    `vectors`, the others follow by their similarity to it (a large component can chain
+    images that are not alike end to end), else by their own max similarity. When there
+    are fewer than `n_groups` groups, the most similar pairs (an image and its nearest
+    neighbour) not shown yet fill the rest.
 
     Parameters
     ----------
@@ -238,6 +242,8 @@ def duplicate_examples(
         From :func:`enrich.redundancy` on the embeddings of `ids`.
     ids : sequence of str of shape (n_images,)
         Image ids, in the order of the embeddings.
+    vectors : ndarray of shape (n_images, n_dims), optional
+        The embeddings, to order the members of a group around its first image.
     n_groups : int
         How many groups.
     max_size : int
@@ -255,8 +261,13 @@ def duplicate_examples(
         raise EnrichError(
             f"{len(ids)} ids but {len(sim)} redundancy values; expected one per image"
         )
-    groups: list[np.ndarray] = list(result.groups())[:n_groups]
-    seen: set[int] = {int(m) for g in groups for m in np.asarray(g).tolist()}
+    if vectors is not None and len(vectors) != len(ids):
+        raise EnrichError(f"{len(vectors)} vectors but {len(ids)} ids; expected one per image")
+    found = [np.asarray(g, dtype=np.int64) for g in result.groups()]
+    # Medians rounded as displayed: float32 noise must not outrank a larger group.
+    found.sort(key=lambda g: (-round(float(np.median(sim[g])), 3), -len(g), int(g.min())))
+    groups = found[:n_groups]
+    seen: set[int] = {int(m) for g in groups for m in g.tolist()}
     # Fewer groups than asked for: add the most similar pairs of images not shown yet.
     for i in np.argsort(-sim, kind="stable").tolist():
         if len(groups) >= n_groups:
@@ -268,8 +279,14 @@ def duplicate_examples(
         groups.append(np.array([i, j]))
     out = []
     for g in groups:
-        members = sorted(np.asarray(g).tolist(), key=lambda m: (-sim[m], m))[:max_size]
-        out.append([(str(ids[m]), float(sim[m])) for m in members])
+        members = sorted(g.tolist(), key=lambda m: (-sim[m], m))
+        if vectors is not None and len(members) > 2:
+            V = np.asarray(vectors, dtype=np.float64)[members]  # (m, d)
+            V /= np.maximum(np.linalg.norm(V, axis=1, keepdims=True), 1e-12)
+            to_first = V @ V[0]  # (m,) cosine similarity to the most redundant member
+            rest = sorted(range(1, len(members)), key=lambda k: (-to_first[k], members[k]))
+            members = [members[0]] + [members[k] for k in rest]
+        out.append([(str(ids[m]), float(sim[m])) for m in members[:max_size]])
     return out
 
 

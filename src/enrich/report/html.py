@@ -406,7 +406,7 @@ def build_context(
     redundancy_summary = None
     grids: dict[str, str | None] = dict.fromkeys(("picks", "duplicates"))
     red: Any = None
-    red_ids: np.ndarray | None = None
+    red_emb: Any = None
     ws = None
     if run.workspace is None:
         notes.append(
@@ -430,12 +430,12 @@ def build_context(
             notes.append(f"Coverage (Table 2) could not be computed: {exc}")
     if ws is not None and ws.has_embeddings():
         try:
-            red, red_ids, redundancy_summary, fig1 = _redundancy(ws, meta)
+            red, red_emb, redundancy_summary, fig1 = _redundancy(ws, meta)
             figures["redundancy"] = fig1
         except _OPTIONAL_ERRORS as exc:
             notes.append(f"Redundancy (Figure 1) could not be computed: {exc}")
     if images and manifest is not None:
-        made, grid_notes = _grids(run, manifest, red, red_ids)
+        made, grid_notes = _grids(run, manifest, red, red_emb)
         grids.update(made)
         notes.extend(grid_notes)
     if run.subsets is None:
@@ -566,7 +566,7 @@ def _coverage_tables(
     return tables
 
 
-def _redundancy(ws: Any, meta: dict[str, Any]) -> tuple[Any, np.ndarray, dict[str, Any], str]:
+def _redundancy(ws: Any, meta: dict[str, Any]) -> tuple[Any, Any, dict[str, Any], str]:
     from matplotlib.figure import Figure
 
     from enrich.redundancy import redundancy
@@ -595,11 +595,11 @@ def _redundancy(ws: Any, meta: dict[str, Any]) -> tuple[Any, np.ndarray, dict[st
         "in_groups": summary.get("near_duplicates", {}).get("n_images_in_groups"),
         "group_threshold": summary.get("near_duplicates", {}).get("threshold"),
     }
-    return res, emb.ids, info, _png(fig)
+    return res, emb, info, _png(fig)
 
 
 def _grids(
-    run: RunData, manifest: pd.DataFrame, red: Any, ids: np.ndarray | None
+    run: RunData, manifest: pd.DataFrame, red: Any, emb: Any
 ) -> tuple[dict[str, str], list[str]]:
     from enrich.report import grid
 
@@ -609,8 +609,8 @@ def _grids(
     if run.subsets is not None:
         picks = grid.first_picks(run.subsets, k=8)
     groups = (
-        grid.duplicate_examples(red, ids, n_groups=4, max_size=8)
-        if red is not None and ids is not None
+        grid.duplicate_examples(red, emb.ids, vectors=emb.vectors, n_groups=4, max_size=8)
+        if red is not None and emb is not None
         else []
     )
     wanted = [i for v in picks.values() for i in v] + [i for g in groups for i, _ in g]

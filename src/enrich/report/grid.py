@@ -109,7 +109,15 @@ def image_grid(
         axes[r][0].set_ylabel(label, fontsize=9, rotation=0, ha="right", va="center", labelpad=6)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.subplots_adjust(left=1.2 / fig.get_figwidth(), right=0.99, wspace=0.08, hspace=0.35)
+    height = fig.get_figheight()
+    fig.subplots_adjust(
+        left=1.2 / fig.get_figwidth(),
+        right=0.99,
+        top=1 - (0.4 if title else 0.05) / height,
+        bottom=(0.25 if captions is not None else 0.05) / height,
+        wspace=0.08,
+        hspace=0.35,
+    )
     return fig
 
 

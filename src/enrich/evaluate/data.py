@@ -149,6 +149,7 @@ class BenchmarkData:
     manifest: pd.DataFrame
     source: str = "arrays"
     meta: dict[str, Any] = field(default_factory=dict)
+    read_options: dict[str, Any] = field(default_factory=dict)
     _image_reader: Callable[[np.ndarray, Any], np.ndarray] | None = field(default=None, repr=False)
     _mask_reader: Callable[[np.ndarray], list[np.ndarray]] | None = field(default=None, repr=False)
 
@@ -171,6 +172,7 @@ class BenchmarkData:
             source=str(ws.path),
             meta=dict(emb.meta),
         )
+        data.read_options = _workspace_read_options(ws.model_dir / "config.json")
         data._image_reader = data._read_workspace_images
         data._mask_reader = data._read_workspace_masks
         return data
@@ -298,7 +300,7 @@ class BenchmarkData:
             ) from None
         sub = self.manifest.iloc[rows]
         got: dict[str, np.ndarray] = {}
-        for item in read_frames(sub, preprocess=pre):
+        for item in read_frames(sub, preprocess=pre, order="file", **self.read_options):
             image_id, img = item[0], item[1]
             got[str(image_id)] = np.asarray(img, dtype=np.float32)
         wanted = sub["id"].astype(str).tolist()
@@ -353,6 +355,20 @@ class BenchmarkData:
             else:
                 out.append(masks[index])
         return out
+
+
+def _workspace_read_options(config: Path) -> dict[str, Any]:
+    """The readers' options the embedder used (``nifti_axis``, ``video_step``, ``npz_key``),
+    so that the models see the same frames; {} when the workspace does not record them."""
+    import json
+
+    try:
+        saved = json.loads(config.read_text(encoding="utf-8"))
+        opts = saved["pipeline"]["read_options"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    allowed = ("nifti_axis", "video_step", "npz_key")
+    return {k: v for k, v in opts.items() if k in allowed} if isinstance(opts, dict) else {}
 
 
 def _isna(value: Any) -> bool:

@@ -1,0 +1,383 @@
+"""Figures and tables of docs/results.md, rebuilt only from the committed tables in docs/results/.
+
+``build_all()`` draws every figure (PNG beside docs/results.md) and rewrites every generated
+table block of docs/results.md, i.e. the text between ``<!-- table:NAME -->`` and
+``<!-- /table:NAME -->``. ``tables()`` returns those blocks; ``experiments/check_results.py``
+compares them with the doc, so the doc's numbers always match the committed results.
+
+Inputs (all under ``docs/results/``):
+
+- ``redundancy/max_similarity.csv.gz``: dataset, max_similarity (one row per image);
+- ``<study>/results.csv`` and ``<study>/meta.json`` for the benchmark studies.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "BENCHMARKS",
+    "DOC",
+    "RESULTS",
+    "ablation_results",
+    "doc_blocks",
+    "figures",
+    "build_all",
+    "fill_doc",
+    "load_results",
+    "redundancy_table",
+    "tables",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "docs" / "results"
+DOC = ROOT / "docs" / "results.md"
+#: Benchmark studies with their own results.csv (the ablation is drawn with its parent).
+BENCHMARKS = ("pneumonia", "hc18", "cifar")
+ABLATION = ("pneumonia_pixels", "pneumonia")
+_BLOCK = re.compile(r"(<!-- table:([\w.-]+) -->\n)(.*?)(<!-- /table:\2 -->)", re.S)
+
+# The paper's Fig. 1 statements, for the side-by-side table (Results, "Image redundancy").
+PAPER_REDUNDANCY = {
+    "PneumoniaMNIST": "OCT: roughly half > 0.8",
+    "HC18 fetal head US": "(ECHO-F-SEG: not reported)",
+    "Echo clip (120 frames)": "ECHO-F: majority > 0.9",
+    "CIFAR-10 airplane/truck": "STL10: close to 60% < 0.4",
+}
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_results(study: str) -> pd.DataFrame | None:
+    """The committed, checked results table of a study, or None when it has not run."""
+    from enrich.evaluate.stats import read_results
+
+    path = RESULTS / study / "results.csv"
+    if not path.exists():
+        return None
+    table = read_results(path)
+    return table if len(table) else None
+
+
+def _meta(study: str) -> dict[str, Any]:
+    path = RESULTS / study / "meta.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def ablation_results() -> pd.DataFrame | None:
+    """pneumonia (β-VAE ENRICH, random, full) + pneumonia_pixels (ENRICH on pixels).
+
+    The pixels run's ``enrich`` rows are renamed ``enrich_pixels``; the β-VAE rows become
+    ``enrich_betavae``. Only (init, model) pairs present in the pixels run are kept for the
+    two ENRICH variants and random, so all three compare the same seeds.
+    """
+    import pandas as pd
+
+    pix, main = (load_results(s) for s in ABLATION)
+    if pix is None or main is None:
+        return None
+    pix = pix.loc[pix["strategy"] == "enrich"].assign(strategy="enrich_pixels")
+    pairs = set(zip(pix["init"], pix["model"], strict=True))
+    keep = [(i, m) in pairs for i, m in zip(main["init"], main["model"], strict=True)]
+    main = main.loc[keep].copy()
+    main.loc[main["strategy"] == "enrich", "strategy"] = "enrich_betavae"
+    return pd.concat([main, pix], ignore_index=True)
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def _md(df: pd.DataFrame) -> str:
+    """A GitHub markdown table (no index), cells as given (already strings)."""
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(str(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _p(p: float) -> str:
+    if not math.isfinite(p):
+        return "–"
+    return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
+
+
+def _pct(x: float, digits: int = 0) -> str:
+    return "–" if not math.isfinite(x) else f"{100 * x:.{digits}f}%"
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def redundancy_table() -> str | None:
+    """Fig. 1 numbers per dataset, computed from ``max_similarity.csv.gz``."""
+    import numpy as np
+    import pandas as pd
+
+    path = RESULTS / "redundancy" / "max_similarity.csv.gz"
+    if not path.exists():
+        return None
+    t = pd.read_csv(path)
+    rows = []
+    for name, g in t.groupby("dataset", sort=False):
+        m = g["max_similarity"].to_numpy(np.float64)
+        rows.append(
+            {
+                "dataset": name,
+                "images": f"{len(m):,}",
+                "median max sim.": f"{np.median(m):.3f}",
+                "> 0.95": _pct(float((m > 0.95).mean()), 1),
+                "> 0.9": _pct(float((m > 0.9).mean()), 1),
+                "> 0.8": _pct(float((m > 0.8).mean()), 1),
+                "< 0.4": _pct(float((m < 0.4).mean()), 1),
+                "paper (Fig. 1)": PAPER_REDUNDANCY.get(str(name), ""),
+            }
+        )
+    return _md(pd.DataFrame(rows))
+
+
+def per_size_table(table: pd.DataFrame, *, baseline: str = "random") -> str:
+    """Fig. 3 numbers: mean ± SD per strategy and size, MWU vs baseline, vs full."""
+    import pandas as pd
+
+    from enrich.evaluate import stats as S
+
+    desc = S.describe(table)
+    cmp = S.compare_to_baseline(table, baseline=baseline)
+    full = S.compare_to_full(table)
+    names = [s for s in S.strategies(table, baseline=baseline) if s != S.FULL]
+    sizes = sorted(set(desc.loc[desc["strategy"] != S.FULL, "size"]))
+    rows = []
+    for size in sizes:
+        row: dict[str, str] = {}
+        d = desc.loc[desc["size"] == size]
+        frac = d["fraction"].mean()
+        row["size"] = f"{int(size):,} ({_pct(frac, 1)})"
+        for name in names:
+            r = d.loc[d["strategy"] == name]
+            f = full.loc[(full["strategy"] == name) & (full["size"] == size)]
+            if len(r):
+                mark = " ≈full" if len(f) and bool(f["indistinguishable"].iloc[0]) else ""
+                sd = r["std"].iloc[0]
+                sd_s = f"{sd:.3f}" if math.isfinite(sd) else "–"
+                row[name] = f"{r['mean'].iloc[0]:.3f} ± {sd_s} (n={int(r['n'].iloc[0])}){mark}"
+            else:
+                row[name] = "–"
+        for name in names:
+            if name == baseline:
+                continue
+            c = cmp.loc[(cmp["strategy"] == name) & (cmp["size"] == size)]
+            label = f"{name} vs {baseline}: p" if len(names) > 2 else f"p (vs {baseline})"
+            row[label] = f"{_p(float(c['p'].iloc[0]))} {c['stars'].iloc[0]}" if len(c) else "–"
+        rows.append(row)
+    f = desc.loc[desc["strategy"] == S.FULL]
+    if len(f):
+        row = {"size": f"{int(f['size'].iloc[0]):,} (100%, full)"}
+        for name in names:
+            row[name] = ""
+        first = names[0] if names else "full"
+        row[first] = (
+            f"full: {f['mean'].iloc[0]:.3f} ± {f['std'].iloc[0]:.3f} (n={int(f['n'].iloc[0])})"
+        )
+        rows.append(row)
+    return _md(pd.DataFrame(rows).fillna(""))
+
+
+def headline_table(table: pd.DataFrame, *, seconds_per_image: float) -> str:
+    """Smallest full-equivalent subset per strategy and labeling hours saved (Fig. 4)."""
+    import pandas as pd
+
+    from enrich.evaluate import stats as S
+
+    se = S.smallest_equivalent(table)
+    lt = S.labeling_time(table, seconds_per_image=seconds_per_image)
+    rows = []
+    for r in S.records(se):
+        name = r["strategy"]
+        t = lt.loc[lt["strategy"] == name]
+        first = r["first_fraction"]
+        rows.append(
+            {
+                "strategy": name,
+                "smallest ≈ full (sustained)": (
+                    f"{int(r['size']):,} ({_pct(r['fraction'], 1)})"
+                    if r["reached"]
+                    else "not reached (needs 100%)"
+                ),
+                "first ≈ full": (
+                    f"{int(r['first_size']):,} ({_pct(first, 1)})"
+                    if isinstance(first, float) and math.isfinite(first)
+                    else "none"
+                ),
+                "underpowered": "yes" if r["underpowered"] else "no",
+                "labeling hours saved": (
+                    f"{float(t['hours_saved'].iloc[0]):.2f}" if len(t) else "–"
+                ),
+            }
+        )
+    return _md(pd.DataFrame(rows))
+
+
+def pooled_table(table: pd.DataFrame, *, baseline: str = "random") -> str:
+    """Fig. 5 numbers: mean z per strategy and the MWU p-value vs baseline."""
+    import pandas as pd
+
+    from enrich.evaluate import stats as S
+
+    pc = S.pooled_comparison(table, baseline=baseline)
+    rows = [
+        {
+            "strategy": r["strategy"],
+            "n": int(r["n"]),
+            "mean z": f"{r['mean_z']:+.2f}",
+            f"{baseline} n": int(r["n_baseline"]),
+            f"{baseline} mean z": f"{r['mean_z_baseline']:+.2f}",
+            "p": f"{_p(float(r['p']))} {r['stars']}",
+        }
+        for r in S.records(pc.tests)
+    ]
+    sizes = ", ".join(f"{s:,}" for s in pc.sizes)
+    return _md(pd.DataFrame(rows)) + f"\nSizes pooled: {sizes}.\n"
+
+
+def scale_table() -> str:
+    """What ran: models per point, sizes, wall time (sum of per-model wall_s) per study."""
+    import pandas as pd
+
+    rows = []
+    for study in (*BENCHMARKS, ABLATION[0]):
+        t = load_results(study)
+        meta = _meta(study)
+        if t is None:
+            continue
+        cfg = meta.get("config", {})
+        ok = t.loc[t["status"] == "ok"]
+        sub = ok.loc[ok["strategy"] != "full"]
+        per_point = sub.groupby(["strategy", "size"]).size()
+        rows.append(
+            {
+                "study": study,
+                "train / val / test": f"{meta.get('n_train', '?')} / {meta.get('n_val', '?')} / "
+                f"{meta.get('n_test', '?')}",
+                "planned inits × models": f"{cfg.get('initializations')} × {cfg.get('models')}",
+                "models per point (min–max)": (
+                    f"{per_point.min()}–{per_point.max()}" if len(per_point) else "0"
+                ),
+                "sizes": str(sub["size"].nunique()),
+                "models ok / failed": f"{len(ok)} / {int((t['status'] != 'ok').sum())}",
+                "training time (sum of models)": f"{t['wall_s'].sum() / 60:.0f} min",
+            }
+        )
+    return _md(pd.DataFrame(rows)) if rows else "(no benchmark has run yet)\n"
+
+
+def tables() -> dict[str, str]:
+    """Every generated block of docs/results.md, by name."""
+    out: dict[str, str] = {}
+    red = redundancy_table()
+    if red is not None:
+        out["redundancy"] = red
+    out["scale"] = scale_table()
+    for study in BENCHMARKS:
+        t = load_results(study)
+        if t is None:
+            continue
+        spi = float(_meta(study).get("seconds_per_image", 3.0))
+        out[f"{study}.sizes"] = per_size_table(t)
+        if (t["strategy"] == "full").any():
+            out[f"{study}.headline"] = headline_table(t, seconds_per_image=spi)
+        out[f"{study}.pooled"] = pooled_table(t)
+    ab = ablation_results()
+    if ab is not None:
+        out["ablation.sizes"] = per_size_table(ab)
+        out["ablation.headline"] = headline_table(ab, seconds_per_image=3.0)
+        out["ablation.pooled"] = pooled_table(ab)
+    return out
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _save(fig: Any, name: str) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.savefig(RESULTS / name, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def figures() -> list[str]:
+    """Draw every figure whose inputs are committed; returns the file names written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from enrich.evaluate import stats as S
+    from enrich.report import plots as P
+
+    written: list[str] = []
+    path = RESULTS / "redundancy" / "max_similarity.csv.gz"
+    if path.exists():
+        t = pd.read_csv(path)
+        curves = {
+            str(k): g["max_similarity"].to_numpy() for k, g in t.groupby("dataset", sort=False)
+        }
+        _save(P.plot_redundancy_cdf(curves), "fig1_redundancy.png")
+        written.append("fig1_redundancy.png")
+    jobs: list[tuple[str, pd.DataFrame, float]] = []
+    for study in BENCHMARKS:
+        t = load_results(study)
+        if t is not None:
+            jobs.append((study, t, float(_meta(study).get("seconds_per_image", 3.0))))
+    ab = ablation_results()
+    if ab is not None:
+        jobs.append(("ablation", ab, 3.0))
+    for name, t, spi in jobs:
+        draws: list[tuple[str, Callable[[], Any]]] = [
+            ("fig3", lambda t=t: P.plot_performance(t)),
+            ("fig5", lambda t=t: P.plot_pooled(t)),
+        ]
+        if (t["strategy"] == S.FULL).any():
+            draws.append(
+                ("fig4", lambda t=t, spi=spi: P.plot_labeling_time(t, seconds_per_image=spi))
+            )
+        for tag, draw in draws:
+            fname = f"{tag}_{name}.png"
+            _save(draw(), fname)
+            written.append(fname)
+    return written
+
+
+def fill_doc(text: str, blocks: dict[str, str]) -> str:
+    """Replace each ``<!-- table:NAME -->`` block of `text` with ``blocks[NAME]`` (if any)."""
+
+    def sub(m: re.Match[str]) -> str:
+        body = blocks.get(m.group(2))
+        if body is None:
+            body = "(not run yet)\n"
+        return m.group(1) + body + m.group(4)
+
+    return _BLOCK.sub(sub, text)
+
+
+def doc_blocks(text: str) -> dict[str, str]:
+    """The generated blocks currently in the doc, by name."""
+    return {m.group(2): m.group(3) for m in _BLOCK.finditer(text)}
+
+
+def build_all() -> None:
+    """Figures and the doc's table blocks from docs/results/."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    written = figures()
+    if DOC.exists():
+        DOC.write_text(fill_doc(DOC.read_text(encoding="utf-8"), tables()), encoding="utf-8")
+    print("figures:", ", ".join(written) or "none")

@@ -1,0 +1,155 @@
+"""Run one study of docs/results.md, or rebuild its figures and tables from committed results.
+
+Usage (from the repository root)::
+
+    .venv/bin/python experiments/run.py redundancy      # Fig. 1: embed 4 datasets, max similarity
+    .venv/bin/python experiments/run.py pneumonia       # Fig. 3-5 on PneumoniaMNIST
+    .venv/bin/python experiments/run.py pneumonia_pixels  # embedding ablation (after pneumonia)
+    .venv/bin/python experiments/run.py hc18            # segmentation (U-Net, Jaccard)
+    .venv/bin/python experiments/run.py cifar           # CIFAR-10 airplane vs truck
+    .venv/bin/python experiments/run.py figures         # figures + tables from docs/results/*
+    .venv/bin/python experiments/run.py all             # everything above, in order
+
+Each study is one YAML file beside this script: a ``data`` section (what to embed, into which
+workspace under ``experiments/work/``) and a ``protocol`` section (an ``enrich benchmark``
+config, fixed before the run). A study run embeds (reusing a matching workspace), runs or
+resumes the benchmark in ``experiments/work/runs/<study>/``, then exports ``results.csv`` and
+``meta.json`` (config, every seed, data fingerprint, versions) to ``docs/results/<study>/``
+and rebuilds the figures. Interrupt and re-run the same command to resume.
+
+``--workers K`` trains K models in parallel; ``--threads T`` sets torch threads per worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ROOT", "STUDIES", "load_study", "main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = ROOT / "experiments"
+WORK = HERE / "work"
+RESULTS = ROOT / "docs" / "results"
+STUDIES = ("redundancy", "pneumonia", "pneumonia_pixels", "hc18", "cifar")
+
+
+def load_study(name: str) -> dict[str, Any]:
+    """The study's YAML as a dict (``study``, ``title``, ``data``, ``protocol``, ...)."""
+    import yaml
+
+    path = HERE / f"{name}.yaml"
+    if not path.exists():
+        raise SystemExit(f"{path}: no such study; expected one of {', '.join(STUDIES)}")
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or data.get("study") != name:
+        raise SystemExit(f"{path}: expected a mapping with study: {name}")
+    return data
+
+
+def _source(spec: str) -> str:
+    """A data source: a path relative to the repo root, or ``pydicom-data:FILE``."""
+    if spec.startswith("pydicom-data:"):
+        from pydicom.data import get_testdata_file
+
+        found = get_testdata_file(spec.split(":", 1)[1])
+        if found is None:
+            raise SystemExit(f"{spec}: not found; pip install pydicom-data")
+        return str(found)
+    path = Path(spec)
+    return str(path if path.is_absolute() else ROOT / path)
+
+
+def embed(data: dict[str, Any], *, quiet: bool = False) -> Path:
+    """Embed ``data['source']`` into ``experiments/work/<workspace>`` (a no-op when done)."""
+    ws = WORK / data["workspace"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "enrich",
+        "embed",
+        _source(data["source"]),
+        "--workspace",
+        str(ws),
+        "--embedder",
+        data.get("embedder", "betavae"),
+        "--seed",
+        str(data.get("seed", 0)),
+    ]
+    for key in ("crop", "intensity"):
+        if key in data:
+            cmd += [f"--{key}", str(data[key])]
+    if quiet:
+        cmd.append("--quiet")
+    t0 = time.perf_counter()
+    print("$", " ".join(cmd), file=sys.stderr, flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    print(f"embedded {data['workspace']} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return ws
+
+
+def run_study(name: str, *, workers: int, threads: int | None) -> None:
+    """Embed, run (or resume) the benchmark, export its tables, rebuild the figures."""
+    from enrich.evaluate.protocol import run_benchmark
+
+    study = load_study(name)
+    ws = embed(study["data"], quiet=True)
+    out = WORK / "runs" / name
+    t0 = time.perf_counter()
+    run = run_benchmark(ws, study["protocol"], out, workers=workers, threads=threads)
+    print(
+        f"{name}: {run.n_ok} ok, {run.n_failed} failed, {run.n_trained} trained now, "
+        f"{time.perf_counter() - t0:.0f} s",
+        file=sys.stderr,
+    )
+    export(name)
+
+
+def export(name: str) -> None:
+    """Copy a run's ``results.csv`` and ``meta.json`` to ``docs/results/<name>/``."""
+    src = WORK / "runs" / name
+    dst = RESULTS / name
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in ("results.csv", "meta.json"):
+        if (src / f).exists():
+            shutil.copyfile(src / f, dst / f)
+    print(f"exported {src} -> {dst}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("study", choices=(*STUDIES, "figures", "all", "export"))
+    parser.add_argument("names", nargs="*", help="for export: the studies to export")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    os.chdir(ROOT)
+    if args.study == "export":
+        for n in args.names:
+            export(n)
+        return 0
+    todo = STUDIES if args.study == "all" else (args.study,)
+    for name in todo:
+        if name == "figures":
+            break
+        if name == "redundancy":
+            from redundancy_study import run_redundancy  # type: ignore[import-not-found]
+
+            run_redundancy(load_study("redundancy"))
+        else:
+            run_study(name, workers=args.workers, threads=args.threads)
+    from figures import build_all  # type: ignore[import-not-found]
+
+    build_all()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE))
+    raise SystemExit(main())

@@ -172,6 +172,14 @@ def test_failed_rows_are_counted_and_excluded(tmp_path: Path) -> None:
     assert set(f["error"]) == {"NaN loss", "non-finite metric value"}
 
 
+def test_torn_last_line_is_ignored(tmp_path: Path) -> None:
+    rows = _rows("enrich", 100, np.array([0.5, 0.7, 0.9]))
+    text = pd.DataFrame(rows).to_csv(index=False)
+    (tmp_path / "results.csv").write_text(text + "enrich,0,100,0.1,9,9,auc,0.93")  # mid-append
+    t = S.read_results(tmp_path)
+    assert len(t) == 3 and S.failures(t).empty
+
+
 def test_describe_hand_computed() -> None:
     t = _table({"enrich": {100: np.array([0.8, 0.9, 1.0])}})
     d = S.describe(t).set_index("strategy")

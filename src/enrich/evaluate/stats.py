@@ -30,6 +30,7 @@ nothing is ever "significant", so everything looks "indistinguishable from the f
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -103,7 +104,8 @@ def read_results(path: str | os.PathLike[str]) -> pd.DataFrame:
     Parameters
     ----------
     path : path-like
-        A benchmark run folder or its ``results.csv``.
+        A benchmark run folder or its ``results.csv``. An incomplete last line (a run
+        still appending, or killed mid-write) is ignored.
 
     Returns
     -------
@@ -124,8 +126,12 @@ def read_results(path: str | os.PathLike[str]) -> pd.DataFrame:
             f"{path} is not a benchmark run: {csv.name} not found "
             "(expected a folder written by `enrich benchmark`)"
         )
+    data = csv.read_bytes()
+    if data and not data.endswith(b"\n"):
+        # A run still writing (or killed mid-append): its last line is not complete yet.
+        data = data[: data.rfind(b"\n") + 1]
     try:
-        table = pd.read_csv(csv, dtype={"strategy": str, "metric": str, "status": str})
+        table = pd.read_csv(io.BytesIO(data), dtype={"strategy": str, "metric": str, "status": str})
     except pd.errors.EmptyDataError:
         raise EnrichError(f"{csv} is empty; expected one row per trained model") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:

@@ -206,6 +206,12 @@ def test_benchmark_cli_bad_arguments(workspace, tmp_path, capsys, args, match):
     _one_line_error(capsys, rc, match)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_benchmark_cli_cuda_without_a_gpu(workspace, tmp_path, capsys):
+    rc = main(["benchmark", "-w", str(workspace), "--out", str(tmp_path / "o"), "--device", "cuda"])
+    _one_line_error(capsys, rc, "no CUDA GPU")
+
+
 def test_benchmark_cli_missing_workspace(tmp_path, capsys):
     rc = main(["benchmark", "--workspace", str(tmp_path / "none"), "--quiet"])
     _one_line_error(capsys, rc, "no such workspace")

@@ -299,6 +299,20 @@ def test_results_schema_and_full_reference(tmp_path):
     assert (rows["status"] == "ok").all() and (rows["wall_s"] > 0).all()
 
 
+def test_three_classes_use_one_vs_rest_auc(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 60
+    y = np.arange(n) % 3
+    x = rng.normal(size=(n, 16, 16)).astype(np.float32) + y[:, None, None]
+    data = BenchmarkData.from_arrays(
+        x, labels=[f"c{k}" for k in y], vectors=rng.normal(size=(n, 8))
+    )
+    cfg = {**TINY, "initializations": 1, "sizes": [8], "split": {"test_fraction": 0.4}}
+    run = run_benchmark(data, cfg, tmp_path, progress=False, report=False)
+    assert run.n_ok == 3
+    assert json.loads((tmp_path / "meta.json").read_text())["classes"] == ["c0", "c1", "c2"]
+
+
 def test_size_larger_than_pool_is_skipped_with_a_warning(tmp_path):
     notes = []
     cfg = {**TINY, "sizes": [8, 10_000], "initializations": 1, "full": False}

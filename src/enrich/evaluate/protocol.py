@@ -821,5 +821,11 @@ def _write_report(out: Path, log: Callable[[str], None]) -> Path | None:
     except EnrichError as exc:
         log(f"warning: could not write the report: {exc}")
         return None
+    except Exception as exc:  # a report bug must not hide finished results
+        log(
+            f"warning: the report failed ({type(exc).__name__}: {exc}); the results are "
+            f"complete, retry with `enrich report {out}`"
+        )
+        return None
     path = Path(result) if isinstance(result, (str, os.PathLike)) else out / "report.html"
     return path if path.exists() else None

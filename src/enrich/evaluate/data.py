@@ -169,7 +169,7 @@ class BenchmarkData:
             ids=emb.ids,
             vectors=emb.vectors,
             manifest=manifest,
-            source=str(ws.path),
+            source=str(ws.path.resolve()),
             meta=dict(emb.meta),
         )
         data.read_options = _workspace_read_options(ws.model_dir / "config.json")

@@ -772,6 +772,11 @@ def write_report(
     ------
     EnrichError
         If `run_dir` is not a run folder or its results table is empty or invalid.
+
+    Examples
+    --------
+    >>> write_report("WS/runs/benchmark-quick")  # doctest: +SKIP
+    PosixPath('WS/runs/benchmark-quick/report.html')
     """
     run = load_run(run_dir)
     target = Path(out) if out is not None else run.run_dir / "report.html"

@@ -122,6 +122,17 @@ def plot_performance(
     Returns
     -------
     Figure
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> t = S.check_results(pd.DataFrame({
+    ...     "strategy": ["enrich", "enrich", "random", "random", "full", "full"],
+    ...     "size": [10, 10, 10, 10, 100, 100], "metric": "auc",
+    ...     "value": [0.90, 0.91, 0.85, 0.86, 0.95, 0.96]}))
+    >>> fig = plot_performance(t)
+    >>> fig.axes[0].get_ylabel()
+    'AUC (test set)'
     """
     metric = S.choose_metric(table, metric)
     fig, ax = _axes(ax, (7.0, 4.5))

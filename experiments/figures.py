@@ -28,9 +28,9 @@ __all__ = [
     "DOC",
     "RESULTS",
     "ablation_results",
+    "build_all",
     "doc_blocks",
     "figures",
-    "build_all",
     "fill_doc",
     "load_results",
     "redundancy_table",
@@ -280,6 +280,35 @@ def scale_table() -> str:
     return _md(pd.DataFrame(rows)) if rows else "(no benchmark has run yet)\n"
 
 
+def coverage_table(study: str) -> str | None:
+    """Table 2: per size and strategy, images per class (and subjects), from coverage.csv."""
+    import pandas as pd
+
+    path = RESULTS / study / "coverage.csv"
+    if not path.exists():
+        return None
+    cov = pd.read_csv(path, dtype={"class": str})
+    classes = [c for c in dict.fromkeys(cov["class"]) if c != "all"]
+    has_patients = cov["patients"].notna().any()
+    rows = []
+    for size, g in cov.groupby("size", sort=True):
+        row = {"size": f"{int(size):,} ({_pct(float(g['fraction'].iloc[0]), 1)})"}
+        for name, h in g.groupby("strategy", sort=False):
+            parts = []
+            if classes:
+                per = {str(c): float(v) for c, v in zip(h["class"], h["images"], strict=True)}
+                parts.append(" / ".join(f"{per.get(c, 0):.0f}" for c in classes))
+            if has_patients:
+                allrow = h.loc[h["class"] == "all"]
+                parts.append(f"{float(allrow['patients'].iloc[0]):.0f} subjects")
+            row[str(name)] = ", ".join(parts)
+        rows.append(row)
+    note = (
+        f"Images per class ({' / '.join(classes)}), mean over initializations.\n" if classes else ""
+    )
+    return _md(pd.DataFrame(rows).fillna("")) + ("\n" + note if note else "")
+
+
 def tables() -> dict[str, str]:
     """Every generated block of docs/results.md, by name."""
     out: dict[str, str] = {}
@@ -296,11 +325,18 @@ def tables() -> dict[str, str]:
         if (t["strategy"] == "full").any():
             out[f"{study}.headline"] = headline_table(t, seconds_per_image=spi)
         out[f"{study}.pooled"] = pooled_table(t)
+        cov = coverage_table(study)
+        if cov is not None:
+            out[f"{study}.coverage"] = cov
     ab = ablation_results()
     if ab is not None:
         out["ablation.sizes"] = per_size_table(ab)
         out["ablation.headline"] = headline_table(ab, seconds_per_image=3.0)
         out["ablation.pooled"] = pooled_table(ab)
+        out["ablation.pooled_vs_betavae"] = pooled_table(ab, baseline="enrich_betavae")
+        cov = coverage_table(ABLATION[0])
+        if cov is not None:
+            out["ablation.coverage"] = cov
     return out
 
 

@@ -112,13 +112,28 @@ def run_study(name: str, *, workers: int, threads: int | None) -> None:
 
 
 def export(name: str) -> None:
-    """Copy a run's ``results.csv`` and ``meta.json`` to ``docs/results/<name>/``."""
+    """Copy a run's ``results.csv`` and ``meta.json`` to ``docs/results/<name>/``.
+
+    Also writes ``coverage.csv`` (Table 2: images, patients and clips per class in each subset,
+    averaged over initializations) from the run's ``subsets.parquet`` and ``split.parquet``.
+    """
     src = WORK / "runs" / name
     dst = RESULTS / name
     dst.mkdir(parents=True, exist_ok=True)
     for f in ("results.csv", "meta.json"):
         if (src / f).exists():
             shutil.copyfile(src / f, dst / f)
+    if (src / "subsets.parquet").exists() and (src / "split.parquet").exists():
+        import pandas as pd
+
+        from enrich.evaluate.stats import coverage
+
+        split = pd.read_parquet(src / "split.parquet")
+        train = split.loc[split["split"] == "train"]
+        cov = coverage(
+            pd.read_parquet(src / "subsets.parquet"), train, train_ids=train["id"].tolist()
+        )
+        cov.to_csv(dst / "coverage.csv", index=False, float_format="%.6g")
     print(f"exported {src} -> {dst}", file=sys.stderr)
 
 

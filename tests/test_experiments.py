@@ -66,6 +66,7 @@ def test_strategies_share_settings(exp_modules):
         assert not any(k in proto for k in ("enrich", "random"))
 
 
+@pytest.mark.slow
 def test_doc_numbers_match_committed_tables(exp_modules):
     _, figures, check = exp_modules
     if not figures.DOC.exists():
@@ -73,6 +74,7 @@ def test_doc_numbers_match_committed_tables(exp_modules):
     assert check.mismatches() == []
 
 
+@pytest.mark.slow
 def test_check_catches_an_edited_number(exp_modules):
     _, figures, check = exp_modules
     blocks = figures.tables()

@@ -350,6 +350,32 @@ def test_nan_loss_is_recorded_as_failed_and_the_run_continues(tmp_path, monkeypa
     assert failed["value"].isna().all() and rows.loc[rows.status == "ok", "value"].notna().all()
 
 
+def test_retry_failed_trains_failed_models_again(tmp_path, monkeypatch):
+    from enrich.evaluate import tasks
+
+    real = tasks.MODELS["resnet"]
+
+    def all_nan(cfg, n_classes, task):
+        net = real(cfg, n_classes, task)
+        return torch.nn.Sequential(net, _Nan())
+
+    cfg = {**TINY, "initializations": 1, "sizes": [8]}
+    monkeypatch.setitem(tasks.MODELS, "resnet", all_nan)
+    assert run_benchmark(tiny_data(40), cfg, tmp_path, progress=False, report=False).n_failed == 3
+    monkeypatch.setitem(tasks.MODELS, "resnet", real)
+    assert run_benchmark(tiny_data(40), cfg, tmp_path, progress=False, report=False).n_trained == 0
+    again = run_benchmark(
+        tiny_data(40), cfg, tmp_path, progress=False, report=False, retry_failed=True
+    )
+    rows = read_rows(tmp_path)
+    assert again.n_trained == 3 and len(rows) == 3 and (rows.status == "ok").all()
+
+
+class _Nan(torch.nn.Module):
+    def forward(self, x):
+        return x * float("nan")
+
+
 def test_segmentation_tiny_run(tmp_path):
     rng = np.random.default_rng(0)
     n = 40

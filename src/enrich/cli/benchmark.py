@@ -62,6 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="override a config value, e.g. --set train.epochs=3 "
         "--set 'sizes=[0.1,0.2]' (repeatable; values are YAML)",
     )
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="when resuming, train the models recorded as failed again",
+    )
     parser.add_argument("--no-report", action="store_true", help="do not write report.html")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
@@ -119,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         threads=threads,
         progress=not args.quiet,
         report=not args.no_report,
+        retry_failed=args.retry_failed,
     )
     import sys
 

@@ -197,6 +197,7 @@ def run_benchmark(
     threads: int | None = None,
     progress: bool = True,
     report: bool = True,
+    retry_failed: bool = False,
     log: Callable[[str], None] = _stderr,
 ) -> BenchmarkRun:
     """Run (or resume) the ENRICH-vs-random protocol and write its tables.
@@ -222,6 +223,8 @@ def run_benchmark(
         Write ``report.html`` at the end when :mod:`enrich.report.html` is available.
     log : callable
         Where one-line notes and warnings go (stderr).
+    retry_failed : bool
+        When resuming, train the models recorded as failed again (their rows are replaced).
 
     Returns
     -------
@@ -414,6 +417,10 @@ def run_benchmark(
     results = ResultsLog(out / RESULTS)
     if results.n_repaired:
         warn("results.csv ended in a torn line (an interrupted write); it was cut off")
+    if retry_failed:
+        n_dropped = results.drop_failed()
+        if n_dropped:
+            log(f"retrying {n_dropped} failed model(s)")
     done = results.done()
     todo = [j for j in jobs if j.key not in done]
     if done:

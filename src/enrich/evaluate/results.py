@@ -118,6 +118,27 @@ class ResultsLog:
             except (KeyError, ValueError):
                 continue
 
+    def drop_failed(self) -> int:
+        """Rewrite the table (atomically) without its ``failed`` rows, so they train again.
+
+        Returns the number of rows dropped.
+        """
+        from enrich._atomic import atomic_path
+
+        text = self.path.read_text(encoding="utf-8")
+        rows = list(csv.reader(io.StringIO(text)))
+        header, body = rows[0], rows[1:]
+        status = header.index("status")
+        keep = [r for r in body if len(r) == len(header) and r[status] != "failed"]
+        dropped = len(body) - len(keep)
+        if dropped:
+            buf = io.StringIO()
+            csv.writer(buf, lineterminator="\n").writerows([header, *keep])
+            with atomic_path(self.path, suffix=".csv") as tmp:
+                tmp.write_text(buf.getvalue(), encoding="utf-8")
+            self._done = {result_key(dict(zip(header, r, strict=True))) for r in keep}
+        return dropped
+
     def done(self) -> set[Key]:
         """Keys already recorded (ok or failed)."""
         return set(self._done)

@@ -159,7 +159,9 @@ def train_betavae(
                 total += loss.item() * len(xb)
                 count += len(xb)
             train_loss = total / count
-            val_loss, val_recon, val_kl = _evaluate(model, x_val, beta=beta, batch_size=256)
+            val_loss, val_recon, val_kl = _evaluate(
+                model, x_val, beta=beta, batch_size=256, generator=_generator(dev, int(seed) + 3)
+            )
             history.append(
                 {
                     "epoch": epoch,
@@ -209,14 +211,25 @@ def train_betavae(
 
 @torch.no_grad()
 def _evaluate(
-    model: BetaVAE, x: torch.Tensor, *, beta: float, batch_size: int
+    model: BetaVAE,
+    x: torch.Tensor,
+    *,
+    beta: float,
+    batch_size: int,
+    generator: torch.Generator,
 ) -> tuple[float, float, float]:
-    """Mean validation loss (reconstruction from the posterior mean, + β·KL) per image."""
-    model.eval()
+    """Mean validation loss per image: the training objective (−ELBO with β), on held-out images.
+
+    The latent is sampled as in training, with the same noise every epoch (a freshly seeded
+    `generator`), so epochs compare on equal terms. Decoding the posterior mean instead is
+    not the objective: a decoder trained on noisy codes reconstructs worse from the mean
+    while the posterior is still nearly the prior, and early stopping then fires on noise.
+    """
+    model.train()  # sampling on; the model has no dropout or batch norm
     sums = np.zeros(3)
     for b in range(0, len(x), batch_size):
         xb = x[b : b + batch_size]
-        logits, mu, logvar = model(xb)
+        logits, mu, logvar = model(xb, generator=generator)
         loss, recon, kl = betavae_loss(logits, xb, mu, logvar, beta=beta)
         sums += np.array([float(loss), float(recon), float(kl)]) * len(xb)
     loss, recon, kl = (sums / len(x)).tolist()

@@ -183,6 +183,18 @@ def test_embed_errors_are_one_line(
     assert not (tmp_path / "ws").exists()
 
 
+def test_cuda_without_a_gpu_is_one_line(
+    png_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    rc = main(["embed", str(png_folder), "-w", str(tmp_path / "ws"), "--device", "cuda"])
+    assert rc == 2
+    assert "CUDA is not available" in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "ws").exists()
+
+
 def test_embed_help_lists_the_embedders(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["embed", "--help"])

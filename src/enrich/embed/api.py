@@ -133,6 +133,10 @@ def embed_sources(
     if batch_size < 1:
         raise EnrichError(f"batch_size={batch_size}: expected a positive integer")
     cls = get_embedder_class(embedder)  # unknown names fail before any work
+    if device != "auto" and "device" in inspect.signature(cls.__init__).parameters:
+        from enrich.embed.train import resolve_device
+
+        resolve_device(device)  # "cuda" without a GPU fails before any work too
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     ws.check_creatable()  # fail before the (possibly long) discovery, but write nothing yet
     discovery = io.discover(list(sources), **(discover_options or {}))

@@ -365,6 +365,11 @@ def test_report_from_results_only(tmp_path: Path) -> None:
     assert "Saves about <b>1.2 minutes</b>" in enrich  # (48 - 24) × 3 s = 72 s
     assert '<div class="big headline-number">100%</div>' in _card(html, "random")
     assert 'id="pooled-card"' in html
+    # The card gives the scores behind the claim; 10 models per point: no power caution.
+    full = results.loc[(results["strategy"] == S.FULL) & (results["status"] == "ok"), "value"]
+    at24 = results.loc[(results["strategy"] == "enrich") & (results["size"] == 24), "value"]
+    assert f"Mean AUC {at24.mean():.4f} vs {full.mean():.4f} with all images" in enrich
+    assert 'id="power-note"' not in html
     # Figures 3, 5, 4 are embedded, decodable PNGs; nothing is fetched from outside.
     imgs = _imgs(html)
     assert len(imgs) == 3 and all(b.startswith(PNG_MAGIC) for b in imgs)
@@ -465,6 +470,11 @@ def test_report_notes_when_underpowered_or_incomplete(tmp_path: Path) -> None:
     run = make_run(tmp_path, make_results(inits=1, models=2), name="tiny")
     html = write_report(run).read_text(encoding="utf-8")
     assert 'id="power-note"' in html and "too few models" in html
+    assert "cannot give p ≤ 0.05" in html
+    # 4 vs 4 models can reach p < 0.05, but only for large differences: a softer caution.
+    run = make_run(tmp_path, make_results(inits=2, models=2), name="four")
+    html = write_report(run).read_text(encoding="utf-8")
+    assert 'id="power-note"' in html and "only 4 models" in html
     # No full-set models: still a report, with a note and without Fig. 4.
     t = make_results()
     run = make_run(tmp_path, t.loc[t["strategy"] != S.FULL], name="nofull")

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 __all__ = ["RunData", "build_context", "load_run", "render", "write_report"]
 
 _TEMPLATE = "report.html"
+# Fewer models than this per point get a caution about statistical power (the paper used 30).
+_FEW_MODELS = 10
 # Above this many images the O(N²) redundancy pass is left to `enrich redundancy`.
 _MAX_REDUNDANCY_IMAGES = 200_000
 _STRATEGY_LABELS = {"enrich": "ENRICH", "random": "Random", S.FULL: "Full training set"}
@@ -288,6 +290,7 @@ def build_context(
             "hours_saved": _hours(float(t["hours_saved"])) if t is not None else None,
             "underpowered": bool(r["underpowered"]),
             "better": r["direction"] == "better",
+            "mean": _mean_at(desc, r["strategy"], r["size"], digits) if r["reached"] else None,
             # A smaller size with no detectable difference that larger sizes did not hold.
             "first_differs": bool(
                 np.isfinite(r["first_size"]) and (not r["reached"] or r["first_size"] < r["size"])
@@ -328,17 +331,26 @@ def build_context(
         )
 
     # ---- power caveat
-    underpowered = bool(vs_full["underpowered"].any()) if len(vs_full) else False
     power_note = None
-    if underpowered:
-        small = vs_full.loc[vs_full["underpowered"]].iloc[0]
-        power_note = (
-            f"With {int(small['n'])} models per point and {int(small['n_full'])} full-set models, "
-            f"the Mann-Whitney test cannot give p ≤ {alpha:g} (the smallest possible p is "
-            f"{S.min_attainable_p(int(small['n']), int(small['n_full'])):.2g}). Here "
-            "“indistinguishable from the full set” only means “too few models to tell”. "
-            "Train more models per size (the paper used 30) before trusting the headline."
-        )
+    if len(vs_full):
+        n_min = int(min(vs_full["n"].min(), vs_full["n_full"].min()))
+        if bool(vs_full["underpowered"].any()):
+            small = vs_full.loc[vs_full["underpowered"]].iloc[0]
+            power_note = (
+                f"With {int(small['n'])} models per point and {int(small['n_full'])} full-set "
+                f"models, the Mann-Whitney test cannot give p ≤ {alpha:g} (the smallest "
+                f"possible p is {S.min_attainable_p(int(small['n']), int(small['n_full'])):.2g})."
+                " Here “indistinguishable from the full set” only means “too few models to "
+                "tell”. Train more models per size (the paper used 30) before trusting the "
+                "headline."
+            )
+        elif n_min < _FEW_MODELS:
+            power_note = (
+                f"Some points rest on only {n_min} models. With so few, the tests detect only "
+                "large differences: “indistinguishable from the full set” may just mean "
+                "“too few models to tell”. Compare the mean scores below, and train more "
+                "models per size (the paper used 30) before trusting the headline."
+            )
 
     # ---- per-size table
     size_rows = []
@@ -487,6 +499,11 @@ def build_context(
         "provenance": _provenance(run),
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def _mean_at(desc: pd.DataFrame, strategy: str, size: float, digits: int) -> str | None:
+    at = desc.loc[(desc["strategy"] == strategy) & (desc["size"] == size), "mean"]
+    return _num(float(at.iloc[0]), digits) if len(at) else None
 
 
 def _models_per_point(ok: pd.DataFrame) -> str:

@@ -348,7 +348,7 @@ def build_context(
             power_note = (
                 f"Some points rest on only {n_min} models. With so few, the tests detect only "
                 "large differences: “indistinguishable from the full set” may just mean "
-                "“too few models to tell”. Compare the mean scores below, and train more "
+                "“too few models to tell”. Compare the mean scores, and train more "
                 "models per size (the paper used 30) before trusting the headline."
             )
 

@@ -327,7 +327,8 @@ def _predict(model: Any, x: np.ndarray, batch_size: int, dev: Any) -> Any:
     bs = max(batch_size, 64)
     with torch.no_grad():
         for i in range(0, len(x), bs):
-            xb = torch.from_numpy(np.ascontiguousarray(x[i : i + bs], dtype=np.float32))
+            # a copy: `x` may be a read-only memory map (parallel workers)
+            xb = torch.from_numpy(np.array(x[i : i + bs], dtype=np.float32))
             yield i, model(xb.unsqueeze(1).to(dev)).float()
 
 

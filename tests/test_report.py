@@ -495,6 +495,15 @@ def test_report_notes_when_underpowered_or_incomplete(tmp_path: Path) -> None:
     assert 'id="fig-time"' in html
 
 
+def test_segmentation_report(tmp_path: Path) -> None:
+    t = make_results().assign(metric="jaccard")
+    run = make_run(tmp_path, t, meta={"task": "segmentation", "seconds_per_image": 300.0})
+    html = write_report(run).read_text(encoding="utf-8")
+    assert "segmentation · metric: mean Jaccard" in html
+    # (48 - 24) images × 5 min = 2 hours.
+    assert "Saves about <b>2.0 hours</b> of expert labeling at 300 s per image" in html
+
+
 def test_report_refuses_runs_without_results(tmp_path: Path) -> None:
     t = make_results()
     t["status"] = "failed"

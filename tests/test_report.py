@@ -465,6 +465,7 @@ def test_report_reads_the_benchmark_outputs_without_a_workspace(tmp_path: Path) 
     assert re.search(r"<td>Random</td><td class=\"l\">clips</td><td>6</td>.*?>24</td>", table)
 
 
+@pytest.mark.slow
 def test_report_notes_when_underpowered_or_incomplete(tmp_path: Path) -> None:
     # 2 models per point: nothing can be significant; the page must say so.
     run = make_run(tmp_path, make_results(inits=1, models=2), name="tiny")

@@ -370,6 +370,7 @@ def test_report_from_results_only(tmp_path: Path) -> None:
     at24 = results.loc[(results["strategy"] == "enrich") & (results["size"] == 24), "value"]
     assert f"Mean AUC {at24.mean():.4f} vs {full.mean():.4f} with all images" in enrich
     assert 'id="power-note"' not in html
+    assert "On this data, the first 50% matched labeling everything." in html
     # Figures 3, 5, 4 are embedded, decodable PNGs; nothing is fetched from outside.
     imgs = _imgs(html)
     assert len(imgs) == 3 and all(b.startswith(PNG_MAGIC) for b in imgs)
@@ -483,6 +484,7 @@ def test_report_notes_when_underpowered_or_incomplete(tmp_path: Path) -> None:
     assert "No successful full-set models" in html
     assert "Cannot tell: no models trained on the full training set" in _card(html, "enrich")
     assert "No smaller subset we tried" not in html
+    assert 'id="next-step"' not in html
     assert 'id="fig-time"' not in html and 'id="fig-performance"' in html
     # One strategy only: no baseline comparison, no Fig. 5.
     run = make_run(tmp_path, t.loc[t["strategy"] != "random"], name="one")

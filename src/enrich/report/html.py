@@ -487,6 +487,7 @@ def build_context(
         "size_rows": size_rows,
         "has_baseline": has_baseline,
         "has_shared": bool(shared),
+        "workspace_arg": str(run.workspace) if run.workspace else "WS",
         "compared": [_label(n) for n in names if n != baseline],
         "figures": figures,
         "grids": grids,

@@ -25,7 +25,6 @@ Examples
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -378,8 +377,3 @@ def _isna(value: Any) -> bool:
         return bool(pd.isna(value))
     except (TypeError, ValueError):
         return False
-
-
-def warn(message: str) -> None:
-    """A user-facing warning (shown once per message)."""
-    warnings.warn(message, UserWarning, stacklevel=3)

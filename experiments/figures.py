@@ -42,7 +42,11 @@ RESULTS = ROOT / "docs" / "results"
 DOC = ROOT / "docs" / "results.md"
 #: Benchmark studies with their own results.csv (the ablation is drawn with its parent).
 BENCHMARKS = ("pneumonia", "hc18", "cifar")
-ABLATION = ("pneumonia_pixels", "pneumonia")
+#: Embedding ablations: doc name -> (the pixels-embedding study, the β-VAE study it reuses).
+ABLATIONS = {
+    "ablation": ("pneumonia_pixels", "pneumonia"),
+    "hc18_ablation": ("hc18_pixels", "hc18"),
+}
 _BLOCK = re.compile(r"(<!-- table:([\w.-]+) -->\n)(.*?)(<!-- /table:\2 -->)", re.S)
 
 # The paper's Fig. 1 statements, for the side-by-side table (Results, "Image redundancy").
@@ -52,6 +56,9 @@ PAPER_REDUNDANCY = {
     "Echo clip (120 frames)": "ECHO-F: majority > 0.9",
     "CIFAR-10 airplane/truck": "STL10: close to 60% < 0.4",
 }
+
+
+EMBEDDER_NAMES = {"betavae": "β-VAE", "pixels": "pixels-PCA"}
 
 
 # ----------------------------------------------------------------------------- loading
@@ -73,7 +80,7 @@ def _meta(study: str) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
-def ablation_results() -> pd.DataFrame | None:
+def ablation_results(name: str = "ablation") -> pd.DataFrame | None:
     """pneumonia (β-VAE ENRICH, random, full) + pneumonia_pixels (ENRICH on pixels).
 
     The pixels run's ``enrich`` rows are renamed ``enrich_pixels``; the β-VAE rows become
@@ -82,7 +89,7 @@ def ablation_results() -> pd.DataFrame | None:
     """
     import pandas as pd
 
-    pix, main = (load_results(s) for s in ABLATION)
+    pix, main = (load_results(s) for s in ABLATIONS[name])
     if pix is None or main is None:
         return None
     pix = pix.loc[pix["strategy"] == "enrich"].assign(strategy="enrich_pixels")
@@ -119,7 +126,7 @@ def _pct(x: float, digits: int = 0) -> str:
 
 
 def redundancy_table() -> str | None:
-    """Fig. 1 numbers per dataset, computed from ``max_similarity.csv.gz``."""
+    """Fig. 1 numbers per embedder and dataset, computed from ``max_similarity.csv.gz``."""
     import numpy as np
     import pandas as pd
 
@@ -128,10 +135,11 @@ def redundancy_table() -> str | None:
         return None
     t = pd.read_csv(path)
     rows = []
-    for name, g in t.groupby("dataset", sort=False):
+    for (embedder, name), g in t.groupby(["embedder", "dataset"], sort=False):
         m = g["max_similarity"].to_numpy(np.float64)
         rows.append(
             {
+                "embedding": EMBEDDER_NAMES.get(str(embedder), str(embedder)),
                 "dataset": name,
                 "images": f"{len(m):,}",
                 "median max sim.": f"{np.median(m):.3f}",
@@ -139,7 +147,7 @@ def redundancy_table() -> str | None:
                 "> 0.9": _pct(float((m > 0.9).mean()), 1),
                 "> 0.8": _pct(float((m > 0.8).mean()), 1),
                 "< 0.4": _pct(float((m < 0.4).mean()), 1),
-                "paper (Fig. 1)": PAPER_REDUNDANCY.get(str(name), ""),
+                "paper (Fig. 1, β-VAE)": PAPER_REDUNDANCY.get(str(name), ""),
             }
         )
     return _md(pd.DataFrame(rows))
@@ -254,7 +262,7 @@ def scale_table() -> str:
     import pandas as pd
 
     rows = []
-    for study in (*BENCHMARKS, ABLATION[0]):
+    for study in (*BENCHMARKS, *(a for a, _ in ABLATIONS.values())):
         t = load_results(study)
         meta = _meta(study)
         if t is None:
@@ -328,15 +336,18 @@ def tables() -> dict[str, str]:
         cov = coverage_table(study)
         if cov is not None:
             out[f"{study}.coverage"] = cov
-    ab = ablation_results()
-    if ab is not None:
-        out["ablation.sizes"] = per_size_table(ab)
-        out["ablation.headline"] = headline_table(ab, seconds_per_image=3.0)
-        out["ablation.pooled"] = pooled_table(ab)
-        out["ablation.pooled_vs_betavae"] = pooled_table(ab, baseline="enrich_betavae")
-        cov = coverage_table(ABLATION[0])
+    for name, (pixels_study, parent) in ABLATIONS.items():
+        ab = ablation_results(name)
+        if ab is None:
+            continue
+        spi = float(_meta(parent).get("seconds_per_image", 3.0))
+        out[f"{name}.sizes"] = per_size_table(ab)
+        out[f"{name}.headline"] = headline_table(ab, seconds_per_image=spi)
+        out[f"{name}.pooled"] = pooled_table(ab)
+        out[f"{name}.pooled_vs_betavae"] = pooled_table(ab, baseline="enrich_betavae")
+        cov = coverage_table(pixels_study)
         if cov is not None:
-            out["ablation.coverage"] = cov
+            out[f"{name}.coverage"] = cov
     return out
 
 
@@ -355,6 +366,7 @@ def figures() -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
+    import numpy as np
     import pandas as pd
 
     from enrich.evaluate import stats as S
@@ -363,20 +375,30 @@ def figures() -> list[str]:
     written: list[str] = []
     path = RESULTS / "redundancy" / "max_similarity.csv.gz"
     if path.exists():
+        import matplotlib.pyplot as plt
+
         t = pd.read_csv(path)
-        curves = {
-            str(k): g["max_similarity"].to_numpy() for k, g in t.groupby("dataset", sort=False)
-        }
-        _save(P.plot_redundancy_cdf(curves), "fig1_redundancy.png")
+        embedders = list(dict.fromkeys(t["embedder"]))
+        fig, axes = plt.subplots(1, len(embedders), figsize=(5.5 * len(embedders), 4.0))
+        for ax, embedder in zip(np.atleast_1d(axes), embedders, strict=True):
+            sub = t.loc[t["embedder"] == embedder]
+            curves = {
+                str(k): g["max_similarity"].to_numpy()
+                for k, g in sub.groupby("dataset", sort=False)
+            }
+            P.plot_redundancy_cdf(curves, ax=ax)
+            ax.set_title(f"{EMBEDDER_NAMES.get(embedder, embedder)} embeddings")
+        _save(fig, "fig1_redundancy.png")
         written.append("fig1_redundancy.png")
     jobs: list[tuple[str, pd.DataFrame, float]] = []
     for study in BENCHMARKS:
         t = load_results(study)
         if t is not None:
             jobs.append((study, t, float(_meta(study).get("seconds_per_image", 3.0))))
-    ab = ablation_results()
-    if ab is not None:
-        jobs.append(("ablation", ab, 3.0))
+    for name, (_, parent) in ABLATIONS.items():
+        ab = ablation_results(name)
+        if ab is not None:
+            jobs.append((name, ab, float(_meta(parent).get("seconds_per_image", 3.0))))
     for name, t, spi in jobs:
         draws: list[tuple[str, Callable[[], Any]]] = [
             ("fig3", lambda t=t: P.plot_performance(t)),

@@ -6,6 +6,7 @@ Usage (from the repository root)::
     .venv/bin/python experiments/run.py pneumonia       # Fig. 3-5 on PneumoniaMNIST
     .venv/bin/python experiments/run.py pneumonia_pixels  # embedding ablation (after pneumonia)
     .venv/bin/python experiments/run.py hc18            # segmentation (U-Net, Jaccard)
+    .venv/bin/python experiments/run.py hc18_pixels     # HC18 ENRICH on pixels (after hc18)
     .venv/bin/python experiments/run.py cifar           # CIFAR-10 airplane vs truck
     .venv/bin/python experiments/run.py figures         # figures + tables from docs/results/*
     .venv/bin/python experiments/run.py all             # everything above, in order
@@ -37,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HERE = ROOT / "experiments"
 WORK = HERE / "work"
 RESULTS = ROOT / "docs" / "results"
-STUDIES = ("redundancy", "pneumonia", "pneumonia_pixels", "hc18", "cifar")
+STUDIES = ("redundancy", "pneumonia", "pneumonia_pixels", "hc18", "hc18_pixels", "cifar")
 
 
 def load_study(name: str) -> dict[str, Any]:

@@ -48,14 +48,17 @@ def test_ablation_matches_its_parent_protocol(exp_modules):
     # The ablation reuses the parent's random and full models: every setting but the
     # strategies, the model count and `full` must be identical, or the comparison is unfair.
     run, _, _ = exp_modules
-    child = run.load_study("pneumonia_pixels")
-    parent = run.load_study(child["compare_with"])
-    a, b = dict(child["protocol"]), dict(parent["protocol"])
-    for key in ("strategies", "models", "full"):
-        a.pop(key), b.pop(key)
-    assert a == b
-    assert child["protocol"]["models"] <= parent["protocol"]["models"]
-    assert child["data"]["source"] == parent["data"]["source"]
+    children = [run.load_study(n) for n in run.STUDIES if "compare_with" in run.load_study(n)]
+    assert len(children) >= 2
+    for child in children:
+        parent = run.load_study(child["compare_with"])
+        a, b = dict(child["protocol"]), dict(parent["protocol"])
+        for key in ("strategies", "models", "full"):
+            a.pop(key), b.pop(key)
+        assert a == b, child["study"]
+        assert child["protocol"]["models"] <= parent["protocol"]["models"]
+        assert child["data"]["source"] == parent["data"]["source"]
+        assert child["data"]["embedder"] != parent["data"]["embedder"]
 
 
 def test_strategies_share_settings(exp_modules):

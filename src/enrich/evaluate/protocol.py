@@ -56,10 +56,10 @@ from enrich.evaluate.config import ProtocolConfig, load_config
 from enrich.evaluate.data import BenchmarkData, encode_labels
 from enrich.evaluate.results import ResultsLog
 from enrich.evaluate.splits import split_manifest
+from enrich.evaluate.stats import FULL
 
 __all__ = ["FULL", "BenchmarkRun", "Job", "derive_seed", "plan_sizes", "run_benchmark"]
 
-FULL = "full"
 RESULTS = "results.csv"
 SUBSETS = "subsets.parquet"
 SPLIT = "split.parquet"

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from enrich.errors import EnrichError, first_few
+from enrich.evaluate.results import RESULT_COLUMNS  # the contract, defined once
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -74,20 +75,6 @@ __all__ = [
 ALPHA = 0.05
 #: The ``strategy`` value of the reference models trained on the whole training set.
 FULL = "full"
-#: Columns of ``results.csv``, in order.
-RESULT_COLUMNS = (
-    "strategy",
-    "init",
-    "size",
-    "fraction",
-    "model",
-    "seed",
-    "metric",
-    "value",
-    "status",
-    "error",
-    "wall_s",
-)
 _REQUIRED = ("strategy", "size", "metric", "value")
 # Metrics in order of preference when a table holds several.
 _PREFERRED_METRICS = ("auc", "jaccard")

@@ -8,6 +8,7 @@ Usage (from the repository root)::
     .venv/bin/python experiments/run.py hc18            # segmentation (U-Net, Jaccard)
     .venv/bin/python experiments/run.py hc18_pixels     # HC18 ENRICH on pixels (after hc18)
     .venv/bin/python experiments/run.py cifar           # CIFAR-10 airplane vs truck
+    .venv/bin/python experiments/run.py cifar_pixels    # CIFAR ENRICH on pixels (after cifar)
     .venv/bin/python experiments/run.py figures         # figures + tables from docs/results/*
     .venv/bin/python experiments/run.py all             # everything above, in order
 
@@ -38,7 +39,15 @@ ROOT = Path(__file__).resolve().parent.parent
 HERE = ROOT / "experiments"
 WORK = HERE / "work"
 RESULTS = ROOT / "docs" / "results"
-STUDIES = ("redundancy", "pneumonia", "pneumonia_pixels", "hc18", "hc18_pixels", "cifar")
+STUDIES = (
+    "redundancy",
+    "pneumonia",
+    "pneumonia_pixels",
+    "hc18",
+    "hc18_pixels",
+    "cifar",
+    "cifar_pixels",
+)
 
 
 def load_study(name: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -158,7 +159,10 @@ def _benchmark_summary(run_dir: Path) -> None:
     from enrich.evaluate import stats
 
     table = stats.read_results(run_dir / "results.csv")
-    desc = stats.describe(table).set_index(["strategy", "size"])
+    desc = stats.describe(table)
+    by_key: dict[tuple[str, int], dict[str, Any]] = {
+        (str(r["strategy"]), int(r["size"])): r for r in desc.to_dict("records")
+    }
     comp = stats.compare_to_baseline(table)
     metric = stats.choose_metric(table).upper()
     print(
@@ -166,17 +170,19 @@ def _benchmark_summary(run_dir: Path) -> None:
         "two-sided Mann-Whitney U"
     )
     print(f"  {'images':>7} {'share':>6}   {'ENRICH':>15}   {'random':>15}   {'p':>8}")
-    for row in comp[comp["strategy"] == "enrich"].itertuples():
-        e = desc.loc[("enrich", row.size)]
-        r = desc.loc[("random", row.size)]
+    for row in comp[comp["strategy"] == "enrich"].to_dict("records"):
+        size = int(row["size"])
+        e, r = by_key[("enrich", size)], by_key[("random", size)]
         print(
-            f"  {row.size:>7,} {e['fraction']:>6.0%}   {e['mean']:>7.3f} ± {e['std']:<5.3f}   "
-            f"{r['mean']:>7.3f} ± {r['std']:<5.3f}   {row.p:>8.3g} {row.stars}"
+            f"  {size:>7,} {e['fraction']:>6.0%}   {e['mean']:>7.3f} ± {e['std']:<5.3f}   "
+            f"{r['mean']:>7.3f} ± {r['std']:<5.3f}   {row['p']:>8.3g} {row['stars']}"
         )
-    if "full" in desc.index.get_level_values(0):
-        f = desc.loc["full"].iloc[0]
+    full = [r for (name, _), r in by_key.items() if name == "full"]
+    if full:
+        f = full[0]
         print(
-            f"  all {int(f.name):,} training images (reference): {f['mean']:.3f} ± {f['std']:.3f}"
+            f"  all {int(f['size']):,} training images (reference): "
+            f"{f['mean']:.3f} ± {f['std']:.3f}"
         )
     failed = stats.failures(table)
     if len(failed):

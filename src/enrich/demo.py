@@ -161,7 +161,8 @@ def _benchmark_summary(run_dir: Path) -> None:
     table = stats.read_results(run_dir / "results.csv")
     desc = stats.describe(table)
     by_key: dict[tuple[str, int], dict[str, Any]] = {
-        (str(r["strategy"]), int(r["size"])): r for r in desc.to_dict("records")
+        (str(r["strategy"]), int(r["size"])): {str(k): v for k, v in r.items()}
+        for r in desc.to_dict("records")
     }
     comp = stats.compare_to_baseline(table)
     metric = stats.choose_metric(table).upper()

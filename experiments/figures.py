@@ -46,6 +46,7 @@ BENCHMARKS = ("pneumonia", "hc18", "cifar")
 ABLATIONS = {
     "ablation": ("pneumonia_pixels", "pneumonia"),
     "hc18_ablation": ("hc18_pixels", "hc18"),
+    "cifar_ablation": ("cifar_pixels", "cifar"),
 }
 _BLOCK = re.compile(r"(<!-- table:([\w.-]+) -->\n)(.*?)(<!-- /table:\2 -->)", re.S)
 

@@ -34,6 +34,7 @@ __all__ = [
     "fill_doc",
     "load_results",
     "redundancy_table",
+    "replicate_results",
     "tables",
 ]
 
@@ -48,6 +49,8 @@ ABLATIONS = {
     "hc18_ablation": ("hc18_pixels", "hc18"),
     "cifar_ablation": ("cifar_pixels", "cifar"),
 }
+#: Replicates: doc name -> studies with the same protocol and different seeds, pooled.
+REPLICATES = {"pneumonia_all": ("pneumonia", "pneumonia_seed1")}
 _BLOCK = re.compile(r"(<!-- table:([\w.-]+) -->\n)(.*?)(<!-- /table:\2 -->)", re.S)
 
 # The paper's Fig. 1 statements, for the side-by-side table (Results, "Image redundancy").
@@ -99,6 +102,27 @@ def ablation_results(name: str = "ablation") -> pd.DataFrame | None:
     main = main.loc[keep].copy()
     main.loc[main["strategy"] == "enrich", "strategy"] = "enrich_betavae"
     return pd.concat([main, pix], ignore_index=True)
+
+
+def replicate_results(name: str) -> pd.DataFrame | None:
+    """The results of a study and its replicates (same protocol, other seeds), pooled.
+
+    Initializations are renumbered so that they stay distinct across runs. Returns None
+    unless at least two of the runs have results.
+    """
+    import pandas as pd
+
+    parts = []
+    offset = 0
+    for study in REPLICATES[name]:
+        t = load_results(study)
+        if t is None:
+            continue
+        t = t.copy()
+        t["init"] = t["init"] + offset
+        offset = int(t["init"].max()) + 1
+        parts.append(t)
+    return pd.concat(parts, ignore_index=True) if len(parts) >= 2 else None
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -263,7 +287,8 @@ def scale_table() -> str:
     import pandas as pd
 
     rows = []
-    for study in (*BENCHMARKS, *(a for a, _ in ABLATIONS.values())):
+    extra = [s for runs in REPLICATES.values() for s in runs[1:]]
+    for study in (*BENCHMARKS, *extra, *(a for a, _ in ABLATIONS.values())):
         t = load_results(study)
         meta = _meta(study)
         if t is None:
@@ -337,6 +362,14 @@ def tables() -> dict[str, str]:
         cov = coverage_table(study)
         if cov is not None:
             out[f"{study}.coverage"] = cov
+    for name, runs in REPLICATES.items():
+        rep = replicate_results(name)
+        if rep is None:
+            continue
+        spi = float(_meta(runs[0]).get("seconds_per_image", 3.0))
+        out[f"{name}.sizes"] = per_size_table(rep)
+        out[f"{name}.headline"] = headline_table(rep, seconds_per_image=spi)
+        out[f"{name}.pooled"] = pooled_table(rep)
     for name, (pixels_study, parent) in ABLATIONS.items():
         ab = ablation_results(name)
         if ab is None:
@@ -396,6 +429,10 @@ def figures() -> list[str]:
         t = load_results(study)
         if t is not None:
             jobs.append((study, t, float(_meta(study).get("seconds_per_image", 3.0))))
+    for name, runs in REPLICATES.items():
+        rep = replicate_results(name)
+        if rep is not None:
+            jobs.append((name, rep, float(_meta(runs[0]).get("seconds_per_image", 3.0))))
     for name, (_, parent) in ABLATIONS.items():
         ab = ablation_results(name)
         if ab is not None:

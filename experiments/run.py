@@ -5,6 +5,7 @@ Usage (from the repository root)::
     .venv/bin/python experiments/run.py redundancy      # Fig. 1: embed 4 datasets, max similarity
     .venv/bin/python experiments/run.py pneumonia       # Fig. 3-5 on PneumoniaMNIST
     .venv/bin/python experiments/run.py pneumonia_pixels  # embedding ablation (after pneumonia)
+    .venv/bin/python experiments/run.py pneumonia_seed1   # the pneumonia study again, seed 1
     .venv/bin/python experiments/run.py hc18            # segmentation (U-Net, Jaccard)
     .venv/bin/python experiments/run.py hc18_pixels     # HC18 ENRICH on pixels (after hc18)
     .venv/bin/python experiments/run.py cifar           # CIFAR-10 airplane vs truck
@@ -43,6 +44,7 @@ STUDIES = (
     "redundancy",
     "pneumonia",
     "pneumonia_pixels",
+    "pneumonia_seed1",
     "hc18",
     "hc18_pixels",
     "cifar",

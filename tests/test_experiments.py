@@ -61,6 +61,17 @@ def test_ablation_matches_its_parent_protocol(exp_modules):
         assert child["data"]["embedder"] != parent["data"]["embedder"]
 
 
+def test_replicates_change_only_the_seed(exp_modules):
+    run, _, _ = exp_modules
+    reps = [run.load_study(n) for n in run.STUDIES if "replicates" in run.load_study(n)]
+    assert reps
+    for rep in reps:
+        parent = run.load_study(rep["replicates"])
+        a, b = dict(rep["protocol"]), dict(parent["protocol"])
+        assert a.pop("seed") != b.pop("seed")
+        assert a == b and rep["data"] == parent["data"], rep["study"]
+
+
 def test_strategies_share_settings(exp_modules):
     # "Every strategy gets the same settings": nothing in a protocol is per-strategy.
     run, _, _ = exp_modules

@@ -50,7 +50,11 @@ ABLATIONS = {
     "cifar_ablation": ("cifar_pixels", "cifar"),
 }
 #: Replicates: doc name -> studies with the same protocol and different seeds, pooled.
-REPLICATES = {"pneumonia_all": ("pneumonia", "pneumonia_seed1")}
+REPLICATES = {
+    "pneumonia_all": ("pneumonia", "pneumonia_seed1"),
+    "hc18_all": ("hc18", "hc18_seed1"),
+    "cifar_all": ("cifar", "cifar_seed1"),
+}
 _BLOCK = re.compile(r"(<!-- table:([\w.-]+) -->\n)(.*?)(<!-- /table:\2 -->)", re.S)
 
 # The paper's Fig. 1 statements, for the side-by-side table (Results, "Image redundancy").

@@ -10,6 +10,8 @@ Usage (from the repository root)::
     .venv/bin/python experiments/run.py hc18_pixels     # HC18 ENRICH on pixels (after hc18)
     .venv/bin/python experiments/run.py cifar           # CIFAR-10 airplane vs truck
     .venv/bin/python experiments/run.py cifar_pixels    # CIFAR ENRICH on pixels (after cifar)
+    .venv/bin/python experiments/run.py hc18_seed1      # replicates with seed 1
+    .venv/bin/python experiments/run.py cifar_seed1
     .venv/bin/python experiments/run.py figures         # figures + tables from docs/results/*
     .venv/bin/python experiments/run.py all             # everything above, in order
 
@@ -47,8 +49,10 @@ STUDIES = (
     "pneumonia_seed1",
     "hc18",
     "hc18_pixels",
+    "hc18_seed1",
     "cifar",
     "cifar_pixels",
+    "cifar_seed1",
 )
 
 

@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             device="cpu",
             max_epochs=args.max_epochs,
             patience=args.patience,
-            progress=sys.stderr.isatty(),
+            progress=True,
         )
         t, c = time.perf_counter(), time.process_time()
         vae.fit(images)

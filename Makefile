@@ -32,6 +32,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_rank.py
+	$(BIN)/python benchmarks/bench_embed.py --quick
 
 clean:
 	rm -rf $(VENV) demo-output

@@ -111,13 +111,17 @@ def ablation_results(name: str = "ablation") -> pd.DataFrame | None:
 def replicate_results(name: str) -> pd.DataFrame | None:
     """The results of a study and its replicates (same protocol, other seeds), pooled.
 
-    Initializations are renumbered so that they stay distinct across runs. Returns None
-    unless at least two of the runs have results.
+    Initializations are renumbered so that they stay distinct across runs. When a seed
+    also redraws the split (HC18: the pool has 696 instead of 699 images), the same planned
+    fraction is a slightly different count; each replicate's sizes are then mapped, in
+    order, onto the first run's sizes and fractions (and its full set onto the first run's).
+    Returns None unless at least two of the runs have results.
     """
     import pandas as pd
 
     parts = []
     offset = 0
+    ref: pd.DataFrame | None = None
     for study in REPLICATES[name]:
         t = load_results(study)
         if t is None:
@@ -125,8 +129,32 @@ def replicate_results(name: str) -> pd.DataFrame | None:
         t = t.copy()
         t["init"] = t["init"] + offset
         offset = int(t["init"].max()) + 1
+        if ref is None:
+            ref = t
+        else:
+            t = _align_sizes(t, ref, study)
         parts.append(t)
     return pd.concat(parts, ignore_index=True) if len(parts) >= 2 else None
+
+
+def _align_sizes(t: pd.DataFrame, ref: pd.DataFrame, study: str) -> pd.DataFrame:
+    """Map the subset sizes of `t` onto those of `ref`, by rank (same planned fractions)."""
+    sizes = sorted(set(t.loc[t["strategy"] != "full", "size"]))
+    ref_sizes = sorted(set(ref.loc[ref["strategy"] != "full", "size"]))
+    if sizes == ref_sizes:
+        return t
+    if len(sizes) != len(ref_sizes):
+        raise ValueError(f"{study}: {len(sizes)} sizes, its first run has {len(ref_sizes)}")
+    frac = ref.groupby("size")["fraction"].first()
+    mapping = dict(zip(sizes, ref_sizes, strict=True))
+    full = t["strategy"] == "full"
+    if full.any():
+        mapping[int(t.loc[full, "size"].iloc[0])] = int(
+            ref.loc[ref["strategy"] == "full", "size"].iloc[0]
+        )
+    t["size"] = t["size"].map(lambda v: mapping.get(int(v), int(v))).astype(int)
+    t["fraction"] = t["size"].map(frac).fillna(t["fraction"])
+    return t
 
 
 # ----------------------------------------------------------------------------- formatting

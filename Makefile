@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench results clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,6 +33,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_rank.py
 	$(BIN)/python benchmarks/bench_embed.py --quick
+
+results: $(STAMP)
+	$(BIN)/python experiments/run.py figures
+	$(BIN)/python experiments/check_results.py
 
 clean:
 	rm -rf $(VENV) demo-output

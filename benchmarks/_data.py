@@ -27,8 +27,8 @@ def clustered(
         start = views[rng.integers(n_views)] + 0.35 * rng.normal(size=d) / np.sqrt(d) * 4
         walk = np.cumsum(0.02 * rng.normal(size=(idx.size, d)), axis=0)
         frames = start + walk + 0.05 * rng.normal(size=(idx.size, d))
-        out[idx] = frames
-    out /= np.linalg.norm(out, axis=1, keepdims=True)
+        # normalised per clip: no full-size temporary, so peak RSS is the array itself
+        out[idx] = frames / np.linalg.norm(frames, axis=1, keepdims=True)
     return out
 
 

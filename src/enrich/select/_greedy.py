@@ -331,7 +331,9 @@ def _finish_groups(grp: _Groups, Xp: np.ndarray) -> None:
     """Centres as normalised member means; row angles, radii and centre-centre angles,
     in float64 with conservative rounding."""
     n = len(Xp)
-    sums = np.add.reduceat(Xp, grp.gstart[:-1], axis=0, dtype=np.float64)  # rows are grouped
+    # rows are grouped; float32 sums (a float64 `dtype` here would copy all of Xp): a centre
+    # only has to be near the mean direction, the bounds below are exact for any centre
+    sums = np.add.reduceat(Xp, grp.gstart[:-1], axis=0).astype(np.float64)
     grp.centers = sums / np.linalg.norm(sums, axis=1, keepdims=True)
     rowcos = np.empty(n, dtype=np.float64)
     for a in range(0, n, 65536):

@@ -38,6 +38,8 @@ __all__ = ["GreedyState", "greedy_order"]
 _INF = np.inf
 # Safety margin on every skip test (cosine units); covers float32 storage and norm rounding.
 _MARGIN = 1e-6
+# Below this share of separable group pairs the pruned path is not even tried.
+_MIN_SEPARABLE = 0.02
 # Below this N the dense path alone is fastest.
 _MIN_PRUNED_N = 4096
 
@@ -279,7 +281,7 @@ def _assign(Xn: np.ndarray, C: np.ndarray, block: int = 4096) -> np.ndarray:
     return out
 
 
-def _build_groups(X: np.ndarray, n_groups: int) -> _Groups:
+def _build_groups(X: np.ndarray, n_groups: int, *, check: bool = False) -> _Groups | None:
     """Group rows around spherical k-means centres. `X` need not be normalised: the
     nearest centre by cosine is the argmax of ``x @ c`` whatever the norm of x."""
     n = len(X)
@@ -294,6 +296,8 @@ def _build_groups(X: np.ndarray, n_groups: int) -> _Groups:
         norms = np.linalg.norm(sums, axis=1)
         keep = norms > 0
         C = sums[keep] / norms[keep, None]
+    if check and _separable_fraction(sample, C) < _MIN_SEPARABLE:
+        return None
     lab = _assign(X, C)
     used = np.unique(lab)
     remap = np.full(len(C), -1, dtype=np.int64)
@@ -317,6 +321,19 @@ def _build_groups(X: np.ndarray, n_groups: int) -> _Groups:
         rowcos=np.empty(0),
         rowsin=np.empty(0),
     )
+
+
+def _separable_fraction(sample: np.ndarray, C: np.ndarray) -> float:
+    """Share of group pairs that the triangle bound can ever tell apart, on a sample:
+    ``angle(c_g, c_h) > r_g + r_h``. In high-dimensional isotropic data every radius is
+    near 90 degrees and this is ~0: no pick could ever skip a group, so don't try."""
+    lab = _assign(sample, C)
+    cos = np.einsum("ij,ij->i", sample.astype(np.float64), C[lab])
+    radius = np.zeros(len(C))
+    np.maximum.at(radius, lab, np.arccos(np.clip(cos, -1.0, 1.0)))
+    A = np.arccos(np.clip(C @ C.T, -1.0, 1.0))
+    off = ~np.eye(len(C), dtype=bool)
+    return float(((A - radius[:, None] - radius[None, :]) > 0)[off].mean())
 
 
 def _permuted_unit_rows(X: np.ndarray, perm: np.ndarray, block: int = 65536) -> np.ndarray:
@@ -399,7 +416,8 @@ def greedy_order(
     out_order = np.empty(n_picks, dtype=np.int64)
     out_sim = np.empty(n_picks, dtype=np.float64)
     use_pruned = method == "pruned" or (method == "auto" and n >= _MIN_PRUNED_N)
-    if not use_pruned:
+    grp = _build_groups(X, _n_groups_for(n), check=method == "auto") if use_pruned else None
+    if grp is None:
         Xn = normalize_rows(X)
         perm = np.arange(n, dtype=np.int64)
         s = np.full(n, -_INF)
@@ -408,7 +426,6 @@ def greedy_order(
         state.dense_steps += n_picks
         return out_order, out_sim
 
-    grp = _build_groups(X, _n_groups_for(n))
     Xp = _permuted_unit_rows(X, grp.perm)  # the only full-size copy: memory ~2x X
     _finish_groups(grp, Xp)
     G = len(grp.centers)
@@ -516,12 +533,7 @@ def _dense_run(
     """
     if k <= 0:
         return
-    from threadpoolctl import threadpool_limits
-
-    # One BLAS thread: a GEMV is memory-bound, and thread hand-offs per call cost more than
-    # they give (much more on a busy machine). It also keeps results independent of threads.
-    with threadpool_limits(1, user_api="blas"):
-        _dense_loop(Xp, orig, s, k, out_order, out_sim, progress)
+    _dense_loop(Xp, orig, s, k, out_order, out_sim, progress)
 
 
 def _dense_loop(

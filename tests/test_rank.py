@@ -90,6 +90,16 @@ def test_auto_falls_back_to_dense_on_gaussian() -> None:
     assert_valid_greedy(X, init, picks)
 
 
+@pytest.mark.parametrize("make", [clustered, gaussian], ids=["clustered", "gaussian"])
+def test_dense_in_place_path_is_exact(make) -> None:
+    # few picks relative to N: the dense path works in place on a float32 copy of s
+    X = make(6000, 32, seed=9)
+    init = np.random.default_rng(2).choice(len(X), 30, replace=False)
+    picks, sims = greedy_order(X, init, 1000, method="dense")
+    assert_valid_greedy(X, init, picks)
+    np.testing.assert_allclose(sims, greedy_reference(X, init, 1000)[1], atol=2e-6)
+
+
 def test_full_ranking_is_permutation_and_deterministic() -> None:
     X = clustered(5000, 16, seed=2)
     a = enrich.rank(X, initial=0.02, seed=7)

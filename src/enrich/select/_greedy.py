@@ -551,19 +551,24 @@ def _dense_loop(
         m = len(rem)
         if 4 * (k - done) < m:
             # Few picks relative to the pool: re-packing (a full copy) would not pay, and on a
-            # million rows it would cost as much memory as the embeddings themselves.
+            # million rows it would cost as much memory as the embeddings themselves. Work on
+            # a float32 copy of `s` (the products are float32): no mixed-type maximum per pick.
+            in_order = bool((np.diff(orig) > 0).all())  # then argmin's first hit is the lowest
+            s32 = s.astype(np.float32)
             for _ in range(k - done):
-                j = int(np.argmin(s))
-                ties = np.flatnonzero(s == s[j])
-                if len(ties) > 1:
-                    j = int(ties[np.argmin(orig[ties])])
+                j = int(np.argmin(s32))
+                if not in_order:
+                    ties = np.flatnonzero(s32 == s32[j])
+                    if len(ties) > 1:
+                        j = int(ties[np.argmin(orig[ties])])
                 out_order[done] = orig[j]
-                out_sim[done] = s[j]
-                np.maximum(s, Xp @ Xp[j], out=s)  # picked rows stay at +inf
-                s[j] = _INF
+                out_sim[done] = s32[j]
+                np.maximum(s32, Xp @ Xp[j], out=s32)  # picked rows stay at +inf
+                s32[j] = np.inf
                 done += 1
                 if progress is not None and done % 256 == 0:
                     progress(256)
+            np.maximum(s, s32, out=s)  # raised values and the picks (+inf) back into `s`
             break
         rem = rem[np.argsort(orig[rem], kind="stable")]  # argmin's first hit = lowest index
         Xr = Xp[rem]  # (m, d) contiguous copy of the remaining rows

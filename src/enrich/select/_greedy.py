@@ -454,8 +454,6 @@ def greedy_order(
     window = 32
     chunk = 4096
     while forced.size or made < n_picks:
-        if method == "dense_only":  # pragma: no cover - not exposed
-            break
         applied, done, bailed = _pruned_run(
             Xp,
             grp.perm,

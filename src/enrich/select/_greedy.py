@@ -16,7 +16,8 @@ greedy order. A tournament tree over the group minima gives the next pick in O(l
 On data where the bounds cannot prune (e.g. isotropic Gaussian embeddings, where all angles
 are near 90 degrees), the kernel notices within a few dozen picks and hands over to the dense
 path (one BLAS ``X_remaining @ x`` per pick, re-packing the remaining rows as they shrink),
-trying the pruned path again later with exponential back-off. Both paths share the same
+trying the pruned path again later with exponential back-off; a geometry check on a sample
+skips the pruned path entirely when no pair of groups is separable. Both paths share the same
 ``s``, so switching is exact.
 
 Prior validation of data is assumed in this module: ``X`` is finite with non-zero rows.
@@ -403,7 +404,8 @@ def greedy_order(
     n_picks : int
         Picks to make after the seed set, at most ``n_images - n_initial``.
     method : {"auto", "pruned", "dense"}
-        "auto" prunes when N is large enough and hands over to dense when pruning fails.
+        "auto" prunes when N is large enough and the geometry allows it, and hands over to
+        dense when pruning stops paying.
 
     Returns
     -------

@@ -424,7 +424,7 @@ def greedy_order(
         perm = np.arange(n, dtype=np.int64)
         s = np.full(n, -_INF)
         _dense_seed(Xn, s, initial)
-        _dense_run(Xn, perm, s, n_picks, out_order, out_sim, 0, progress)
+        _dense_run(Xn, perm, s, n_picks, out_order, out_sim, progress)
         state.dense_steps += n_picks
         return out_order, out_sim
 
@@ -495,7 +495,7 @@ def greedy_order(
             state.dense_steps += forced.size
             forced = forced[:0]
         k = min(dense_len, n_picks - made)
-        _dense_run(Xp, grp.perm, s, k, out_order[made:], out_sim[made:], made, progress)
+        _dense_run(Xp, grp.perm, s, k, out_order[made:], out_sim[made:], progress)
         made += k
         state.dense_steps += k
         dense_len *= 2
@@ -523,28 +523,14 @@ def _dense_run(
     k: int,
     out_order: np.ndarray,
     out_sim: np.ndarray,
-    offset: int,
     progress: Callable[[int], None] | None,
 ) -> None:
     """`k` greedy picks with one BLAS GEMV over the remaining rows per pick.
 
-    Remaining rows are re-packed (sorted by original index, so ``argmin``'s first hit is the
-    lowest index) and re-packed again each time half of them have been picked.
+    Long runs re-pack the remaining rows (sorted by original index, so ``argmin``'s first
+    hit is the lowest index) and re-pack again each time half of them have been picked;
+    short runs work in place.
     """
-    if k <= 0:
-        return
-    _dense_loop(Xp, orig, s, k, out_order, out_sim, progress)
-
-
-def _dense_loop(
-    Xp: np.ndarray,
-    orig: np.ndarray,
-    s: np.ndarray,
-    k: int,
-    out_order: np.ndarray,
-    out_sim: np.ndarray,
-    progress: Callable[[int], None] | None,
-) -> None:
     done = 0
     while done < k:
         rem = np.flatnonzero(s != _INF)

@@ -109,6 +109,8 @@ def test_folder_to_embed_to_rank_to_redundancy(
                 str(ws),
                 "--epochs",
                 "2",
+                "--epoch-images",
+                "80",
                 "--latent-dim",
                 "16",
                 "--max-train",
@@ -128,6 +130,7 @@ def test_folder_to_embed_to_rank_to_redundancy(
     assert (w.model_dir / "betavae.pt").is_file()
     fit = json.loads((w.model_dir / "config.json").read_text())["fit"]
     assert fit["n_train"] == 40 and fit["epochs"] == 2
+    assert json.loads((w.model_dir / "config.json").read_text())["params"]["min_epoch_images"] == 80
 
     if importlib.util.find_spec("enrich.cli.rank") is None:
         pytest.skip("enrich rank is not there yet")

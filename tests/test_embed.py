@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,14 @@ def _one_thread():
 
 
 def tiny_vae(**kw) -> BetaVAEEmbedder:
-    opts = {"latent_dim": 8, "max_epochs": 2, "progress": False, "device": "cpu", "seed": 0}
+    opts = {
+        "latent_dim": 8,
+        "max_epochs": 2,
+        "min_epoch_images": 0,  # one pass per epoch: these tests check plumbing, not quality
+        "progress": False,
+        "device": "cpu",
+        "seed": 0,
+    }
     opts.update(kw)
     return BetaVAEEmbedder(**opts)
 
@@ -97,6 +105,29 @@ def test_kl_is_zero_at_the_prior() -> None:
     assert float(kl2) == pytest.approx(0.5 * 5)  # 0.5·Σμ² per image
 
 
+def test_gaussian_reconstruction_is_the_calibrated_nll() -> None:
+    # Every pixel off by e: the maximum-likelihood σ is e, and each pixel costs
+    # ½ + log e + ½ log 2π nats.
+    x = torch.full((2, 1, 64, 64), 0.25)
+    logits = torch.logit(torch.full_like(x, 0.35))
+    zeros = torch.zeros(2, 3)
+    _, recon, _ = betavae_loss(logits, x, zeros, zeros, beta=4.0, likelihood="gaussian")
+    e = 0.1
+    per_pixel = 0.5 + math.log(e) + 0.5 * math.log(2 * math.pi)
+    assert float(recon) == pytest.approx(64 * 64 * per_pixel, rel=1e-4)
+    # A perfect reconstruction is floored at σ = e^-6, not -inf.
+    _, recon0, _ = betavae_loss(torch.logit(x), x, zeros, zeros, beta=4.0, likelihood="gaussian")
+    assert float(recon0) == pytest.approx(64 * 64 * (-6.0 + 0.5 * math.log(2 * math.pi)), rel=1e-4)
+    # The Bernoulli term is the summed binary cross-entropy.
+    _, bce, _ = betavae_loss(logits, x, zeros, zeros, beta=4.0, likelihood="bernoulli")
+    expected = -(0.25 * math.log(0.35) + 0.75 * math.log(0.65)) * 64 * 64
+    assert float(bce) == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(ValueError, match="likelihood='poisson'"):
+        betavae_loss(logits, x, zeros, zeros, beta=4.0, likelihood="poisson")
+    with pytest.raises(EnrichError, match="likelihood='poisson': expected one of gaussian"):
+        train_betavae(x[:, 0].numpy(), likelihood="poisson", progress=False)
+
+
 @pytest.mark.slow
 def test_loss_decreases_on_real_xrays(xray: np.ndarray) -> None:
     model, result = train_betavae(
@@ -105,6 +136,7 @@ def test_loss_decreases_on_real_xrays(xray: np.ndarray) -> None:
         seed=0,
         max_epochs=6,
         patience=10,
+        min_epoch_images=0,
         device="cpu",
         progress=False,
         lr=1e-3,
@@ -119,14 +151,50 @@ def test_loss_decreases_on_real_xrays(xray: np.ndarray) -> None:
     assert not model.training and next(model.parameters()).device.type == "cpu"
 
 
+@pytest.mark.slow
+def test_gaussian_decoder_keeps_the_code_informative(xray: np.ndarray) -> None:
+    # The regression behind the default: with the same steps on real X-rays, the Bernoulli
+    # term leaves the latent code nearly empty (~1 nat; at β = 4 it collapses), while the
+    # calibrated Gaussian decoder's code already carries several times more information.
+    kl = {}
+    for likelihood in ("bernoulli", "gaussian"):
+        _, result = train_betavae(
+            xray,
+            latent_dim=16,
+            likelihood=likelihood,
+            max_epochs=2,
+            patience=10,
+            min_epoch_images=2048,  # 2 epochs of 32 steps each, 10 passes over 270 images
+            device="cpu",
+            progress=False,
+        )
+        assert result.n_fit == 270 and result.epochs == 2
+        kl[likelihood] = result.history[-1]["val_kl"]
+    assert kl["gaussian"] > 5.0, kl
+    assert kl["gaussian"] > 4 * kl["bernoulli"], kl
+
+
 def test_early_stopping_and_time_limit(xray: np.ndarray) -> None:
     # lr=0: the validation loss never improves, so patience=1 stops after epoch 2.
     _, result = train_betavae(
-        xray[:40], latent_dim=4, max_epochs=10, patience=1, lr=0.0, device="cpu", progress=False
+        xray[:40],
+        latent_dim=4,
+        max_epochs=10,
+        patience=1,
+        lr=0.0,
+        min_epoch_images=0,
+        device="cpu",
+        progress=False,
     )
     assert result.stopped == "early_stopping" and result.epochs == 2 and result.best_epoch == 1
     _, result = train_betavae(
-        xray[:40], latent_dim=4, max_epochs=10, max_seconds=0.0, device="cpu", progress=False
+        xray[:40],
+        latent_dim=4,
+        max_epochs=10,
+        max_seconds=0.0,
+        min_epoch_images=0,
+        device="cpu",
+        progress=False,
     )
     assert result.stopped == "time_limit" and result.epochs == 1
 
@@ -187,7 +255,7 @@ def test_transform_batches_streams_into_one_array(
 ) -> None:
     opts = {"latent_dim": 6, "seed": 0}
     if name == "betavae":
-        opts.update(max_epochs=1, progress=False, device="cpu")
+        opts.update(max_epochs=1, min_epoch_images=0, progress=False, device="cpu")
     model = make_embedder(name, **opts).fit(xray[:60])
     full = model.transform(xray)
     batches = (xray[i : i + 37] for i in range(0, len(xray), 37))

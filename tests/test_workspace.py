@@ -206,7 +206,7 @@ def test_grown_folder_embeds_only_new_images(
     write_pngs(src, xray_u8[:80], 0)
     opts = {"latent_dim": 8}
     if embedder == "betavae":
-        opts.update(max_epochs=2)
+        opts.update(max_epochs=2, min_epoch_images=0)
     run = {"embedder": embedder, "embedder_options": opts, "progress": False, "device": "cpu"}
 
     first = embed_sources([src], ws_path, **run)

@@ -54,6 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--beta", type=float, default=4.0, help="β-VAE KL weight (default 4)")
     parser.add_argument(
+        "--likelihood",
+        choices=("gaussian", "bernoulli"),
+        default="gaussian",
+        help="β-VAE reconstruction term: gaussian (calibrated, default) or bernoulli",
+    )
+    parser.add_argument(
         "--max-train",
         type=int,
         default=5000,
@@ -66,6 +72,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=100,
         metavar="N",
         help="maximum β-VAE epochs; early stopping usually ends sooner",
+    )
+    parser.add_argument(
+        "--epoch-images",
+        type=int,
+        default=4096,
+        metavar="N",
+        help="an epoch is at least N images; small sets are passed over several times "
+        "(default 4096)",
     )
     parser.add_argument(
         "--patience",
@@ -139,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         ("--max-train", args.max_train, 2),
         ("--epochs", args.epochs, 1),
         ("--patience", args.patience, 1),
+        ("--epoch-images", args.epoch_images, 0),
         ("--batch-size", args.batch_size, 1),
         ("--video-step", args.video_step, 1),
     ):
@@ -157,8 +172,10 @@ def run(args: argparse.Namespace) -> int:
         options = {
             "latent_dim": args.latent_dim,
             "beta": args.beta,
+            "likelihood": args.likelihood,
             "max_epochs": args.epochs,
             "patience": args.patience,
+            "min_epoch_images": args.epoch_images,
         }
     else:
         options = {"latent_dim": args.latent_dim}

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from enrich.embed.betavae import BetaVAE, betavae_loss
+from enrich.embed.betavae import LIKELIHOODS, BetaVAE, betavae_loss
 from enrich.errors import EnrichError
 
 __all__ = ["TrainResult", "encode", "resolve_device", "train_betavae"]
@@ -64,13 +64,15 @@ def train_betavae(
     *,
     latent_dim: int = 128,
     beta: float = 4.0,
+    likelihood: str = "gaussian",
     seed: int = 0,
     val_fraction: float = 0.1,
     batch_size: int = 64,
-    lr: float = 5e-4,
+    lr: float = 1e-3,
     max_epochs: int = 100,
     patience: int = 5,
     min_delta: float = 1e-3,
+    min_epoch_images: int = 4096,
     max_seconds: float | None = None,
     device: str | torch.device = "auto",
     progress: bool = True,
@@ -83,15 +85,24 @@ def train_betavae(
         float32 in [0, 1]; at least 2 images (one is held out).
     latent_dim, beta : int, float
         Latent size and KL weight.
+    likelihood : {"gaussian", "bernoulli"}
+        The reconstruction term (:func:`enrich.embed.betavae.betavae_loss`).
     seed : int
         Decides the initial weights, the validation split, batch order and sampling noise.
     val_fraction : float
         Share of images held out for early stopping (at least one image).
     batch_size, lr : int, float
-        Adam mini-batch size and learning rate (Burgess et al. used 64 and 5e-4).
+        Adam mini-batch size and learning rate. Burgess et al. used 64 and 5e-4; at 5e-4 the
+        5,000-image PneumoniaMNIST run was still improving after 100 epochs (333 s on 2 CPU
+        cores), while 1e-3 reached early stopping in 59 epochs (197 s) with a similar code.
     max_epochs, patience, min_delta : int, int, float
         Stop after ``patience`` epochs without a relative improvement of ``min_delta`` in
         validation loss, or after ``max_epochs``.
+    min_epoch_images : int
+        An epoch is at least this many images: a small training set is passed over several
+        times per epoch (each pass freshly shuffled). Then a 900-image dataset gets as many
+        gradient steps between early-stopping checks as a 5,000-image one, instead of being
+        stopped after a few hundred steps, before its latent code has formed.
     max_seconds : float, optional
         Also stop once training has run this long.
     device : str
@@ -111,6 +122,8 @@ def train_betavae(
     n = len(images)
     if n < 2:
         raise EnrichError(f"{n} training image(s): the β-VAE needs at least 2 (one is held out)")
+    if likelihood not in LIKELIHOODS:
+        raise EnrichError(f"likelihood={likelihood!r}: expected one of {', '.join(LIKELIHOODS)}")
     if not 0 < val_fraction < 1:
         raise EnrichError(f"val_fraction={val_fraction}: expected a number in (0, 1)")
     if max_epochs < 1 or patience < 1 or batch_size < 1:
@@ -128,6 +141,10 @@ def train_betavae(
 
     init_gen = torch.Generator().manual_seed(int(seed))
     model = BetaVAE(latent_dim, generator=init_gen).to(dev)
+    if dev.type == "cpu":
+        # ~15% faster steps for these small convolutions on CPU; the same seed still gives
+        # the same weights. (A 1-channel batch is laid out identically either way.)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     shuffle_gen = torch.Generator().manual_seed(int(seed) + 1)
     noise_gen = _generator(dev, int(seed) + 2)
@@ -147,12 +164,15 @@ def train_betavae(
     try:
         for epoch in range(1, max_epochs + 1):
             model.train()
-            order = torch.randperm(len(x_train), generator=shuffle_gen).to(dev)
+            passes = max(1, math.ceil(min_epoch_images / len(x_train)))
+            order = torch.cat(
+                [torch.randperm(len(x_train), generator=shuffle_gen) for _ in range(passes)]
+            ).to(dev)
             total, count = 0.0, 0
             for b in range(0, len(order), batch_size):
                 xb = x_train[order[b : b + batch_size]]
                 logits, mu, logvar = model(xb, generator=noise_gen)
-                loss, _, _ = betavae_loss(logits, xb, mu, logvar, beta=beta)
+                loss, _, _ = betavae_loss(logits, xb, mu, logvar, beta=beta, likelihood=likelihood)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -160,7 +180,12 @@ def train_betavae(
                 count += len(xb)
             train_loss = total / count
             val_loss, val_recon, val_kl = _evaluate(
-                model, x_val, beta=beta, batch_size=256, generator=_generator(dev, int(seed) + 3)
+                model,
+                x_val,
+                beta=beta,
+                likelihood=likelihood,
+                batch_size=256,
+                generator=_generator(dev, int(seed) + 3),
             )
             history.append(
                 {
@@ -215,6 +240,7 @@ def _evaluate(
     x: torch.Tensor,
     *,
     beta: float,
+    likelihood: str,
     batch_size: int,
     generator: torch.Generator,
 ) -> tuple[float, float, float]:
@@ -230,7 +256,7 @@ def _evaluate(
     for b in range(0, len(x), batch_size):
         xb = x[b : b + batch_size]
         logits, mu, logvar = model(xb, generator=generator)
-        loss, recon, kl = betavae_loss(logits, xb, mu, logvar, beta=beta)
+        loss, recon, kl = betavae_loss(logits, xb, mu, logvar, beta=beta, likelihood=likelihood)
         sums += np.array([float(loss), float(recon), float(kl)]) * len(xb)
     loss, recon, kl = (sums / len(x)).tolist()
     return loss, recon, kl

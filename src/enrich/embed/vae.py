@@ -40,11 +40,18 @@ class BetaVAEEmbedder(Embedder):
         Embedding length (the paper: 128).
     beta : float
         Weight of the KL term.
+    likelihood : {"gaussian", "bernoulli"}
+        Reconstruction term. "gaussian" (default) is a decoder with a calibrated shared
+        variance; "bernoulli" (binary cross-entropy) collapses the latent code on grayscale
+        medical images at β = 4 (see :mod:`enrich.embed.betavae`).
     seed : int
         Initial weights, validation split, batch order and noise; same seed → same
         embeddings on CPU.
     max_epochs, patience : int
         Early stopping on the held-out validation loss.
+    min_epoch_images : int
+        An epoch is at least this many images (small sets are passed over several times), so
+        small datasets get enough gradient steps before early stopping can end training.
     val_fraction, batch_size, lr : float, int, float
         Training options (see :func:`enrich.embed.train.train_betavae`).
     max_seconds : float, optional
@@ -70,12 +77,14 @@ class BetaVAEEmbedder(Embedder):
         *,
         latent_dim: int = 128,
         beta: float = 4.0,
+        likelihood: str = "gaussian",
         seed: int = 0,
         max_epochs: int = 100,
         patience: int = 5,
+        min_epoch_images: int = 4096,
         val_fraction: float = 0.1,
         batch_size: int = 64,
-        lr: float = 5e-4,
+        lr: float = 1e-3,
         max_seconds: float | None = None,
         device: str = "auto",
         progress: bool = True,
@@ -84,8 +93,10 @@ class BetaVAEEmbedder(Embedder):
         super().__init__(seed=seed)
         self.latent_dim = latent_dim
         self.beta = beta
+        self.likelihood = likelihood
         self.max_epochs = max_epochs
         self.patience = patience
+        self.min_epoch_images = min_epoch_images
         self.val_fraction = val_fraction
         self.batch_size = batch_size
         self.lr = lr
@@ -101,9 +112,11 @@ class BetaVAEEmbedder(Embedder):
         return {
             "latent_dim": self.latent_dim,
             "beta": self.beta,
+            "likelihood": self.likelihood,
             "seed": self.seed,
             "max_epochs": self.max_epochs,
             "patience": self.patience,
+            "min_epoch_images": self.min_epoch_images,
             "val_fraction": self.val_fraction,
             "batch_size": self.batch_size,
             "lr": self.lr,
@@ -126,12 +139,14 @@ class BetaVAEEmbedder(Embedder):
             images,
             latent_dim=self.latent_dim,
             beta=self.beta,
+            likelihood=self.likelihood,
             seed=self.seed,
             val_fraction=self.val_fraction,
             batch_size=self.batch_size,
             lr=self.lr,
             max_epochs=self.max_epochs,
             patience=self.patience,
+            min_epoch_images=self.min_epoch_images,
             max_seconds=self.max_seconds,
             device=self.device,
             progress=self.progress,

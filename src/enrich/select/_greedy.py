@@ -46,7 +46,9 @@ _MIN_PRUNED_N = 4096
 
 
 # --------------------------------------------------------------------------- numba kernels
-@numba.njit(cache=True, nogil=True, fastmath=False)
+# Reassociation only (no NaN/inf assumptions): lets LLVM vectorise the float64 sum; the
+# result differs from the sequential sum by ~1e-16, far inside the 1e-6 margin.
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def _dot64(Xp: np.ndarray, i: int, x: np.ndarray) -> float:  # pragma: no cover - jitted
     acc = 0.0
     for k in range(x.shape[0]):
@@ -191,10 +193,7 @@ def _pruned_run(
             # coarse test from the precomputed centre-centre angle, no dot product
             if A[h, g] - ap - radius[g] >= thr:
                 continue
-            cg = 0.0
-            for k in range(d):
-                cg += x[k] * centers[g, k]
-            cg = min(1.0, max(-1.0, cg))
+            cg = min(1.0, max(-1.0, _dot64(centers, g, x)))
             ang = math.acos(cg)
             if ang - radius[g] >= thr:
                 continue
@@ -246,6 +245,36 @@ def _refresh_all(
 ) -> None:  # pragma: no cover - jitted
     for g in range(gstart.shape[0] - 1):
         _refresh_group(s, gstart, orig, gmin, gthr, tval, tkey, tpos, P, g)
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _gather_unit_rows(X: np.ndarray, perm: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    """``out[i] = X[perm[i]] / ||X[perm[i]]||`` (norm in float64), one pass, no temporaries."""
+    d = X.shape[1]
+    for i in range(perm.shape[0]):
+        p = perm[i]
+        acc = 0.0
+        for k in range(d):
+            v = np.float64(X[p, k])
+            acc += v * v
+        inv = 1.0 / math.sqrt(acc)
+        for k in range(d):
+            out[i, k] = np.float32(np.float64(X[p, k]) * inv)
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_angles(
+    Xp: np.ndarray, centers: np.ndarray, gof: np.ndarray, rowcos: np.ndarray, radius: np.ndarray
+) -> None:  # pragma: no cover - jitted
+    """Cosine of each row to its centre (float64, clipped) and each group's largest angle."""
+    radius[:] = 0.0
+    for i in range(Xp.shape[0]):
+        g = gof[i]
+        c = min(1.0, max(-1.0, _dot64(Xp, i, centers[g])))
+        rowcos[i] = c
+        a = math.acos(c)
+        if a > radius[g]:
+            radius[g] = a
 
 
 # --------------------------------------------------------------------------- grouping
@@ -337,11 +366,10 @@ def _separable_fraction(sample: np.ndarray, C: np.ndarray) -> float:
     return float(((A - radius[:, None] - radius[None, :]) > 0)[off].mean())
 
 
-def _permuted_unit_rows(X: np.ndarray, perm: np.ndarray, block: int = 65536) -> np.ndarray:
-    """``normalize_rows(X)[perm]`` without a second full-size temporary."""
+def _permuted_unit_rows(X: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    """``normalize_rows(X)[perm]`` in one pass, without a full-size temporary."""
     Xp = np.empty((len(perm), X.shape[1]), dtype=np.float32)
-    for a in range(0, len(perm), block):
-        normalize_rows(X[perm[a : a + block]], out=Xp[a : a + block])
+    _gather_unit_rows(np.ascontiguousarray(X), perm, Xp)
     return Xp
 
 
@@ -354,15 +382,10 @@ def _finish_groups(grp: _Groups, Xp: np.ndarray) -> None:
     sums = np.add.reduceat(Xp, grp.gstart[:-1], axis=0).astype(np.float64)
     grp.centers = sums / np.linalg.norm(sums, axis=1, keepdims=True)
     rowcos = np.empty(n, dtype=np.float64)
-    for a in range(0, n, 65536):
-        rows = Xp[a : a + 65536].astype(np.float64)
-        rowcos[a : a + 65536] = np.einsum("ij,ij->i", rows, grp.centers[grp.gof[a : a + 65536]])
-    np.clip(rowcos, -1.0, 1.0, out=rowcos)
-    rowang = np.arccos(rowcos)
-    radius = np.zeros(len(grp.centers))
-    np.maximum.at(radius, grp.gof, rowang)
+    radius = np.empty(len(grp.centers), dtype=np.float64)
+    _row_angles(Xp, grp.centers, grp.gof, rowcos, radius)
     grp.radius = radius + 1e-6
-    grp.rowang = rowang
+    grp.rowang = np.arccos(rowcos)
     grp.rowcos = rowcos
     grp.rowsin = np.sqrt(np.maximum(0.0, 1.0 - rowcos * rowcos))
     cc = np.clip(grp.centers @ grp.centers.T, -1.0, 1.0)
@@ -444,8 +467,9 @@ def greedy_order(
     inv = np.empty(n, dtype=np.int64)
     inv[grp.perm] = np.arange(n)
     forced = inv[np.asarray(initial, dtype=np.int64)]
-    # While s is -inf nothing can be skipped: the first seeds go through one GEMM.
-    n_dense_seeds = min(len(forced), 32)
+    # While s is -inf nothing can be skipped: the first seeds go through one GEMM (256 seeds
+    # cost ~0.04 s per 100k rows); later seeds are pruned like picks once s is informative.
+    n_dense_seeds = min(len(forced), 256)
     _dense_seed(Xp, s, forced[:n_dense_seeds])
     forced = forced[n_dense_seeds:]
     _refresh_all(s, grp.gstart, grp.perm, gmin, gthr, tval, tkey, tpos, P)
@@ -491,9 +515,13 @@ def greedy_order(
         # Pruning does not pay here: the dense path takes over for a while.
         state.switches += 1
         if forced.size:
+            # Bailed inside the seed set: the rest of it in one GEMM, then try pruning again
+            # on the (now informed) picks before giving any picks to the dense path.
             _dense_seed(Xp, s, forced)
             state.dense_steps += forced.size
             forced = forced[:0]
+            _refresh_all(s, grp.gstart, grp.perm, gmin, gthr, tval, tkey, tpos, P)
+            continue
         k = min(dense_len, n_picks - made)
         _dense_run(Xp, grp.perm, s, k, out_order[made:], out_sim[made:], progress)
         made += k
@@ -503,17 +531,21 @@ def greedy_order(
     return out_order, out_sim
 
 
-def _dense_seed(Xp: np.ndarray, s: np.ndarray, seeds: np.ndarray, block: int = 256) -> None:
-    """Raise `s` with a batch of seed rows via GEMM (order inside the seed set is irrelevant)."""
+def _dense_seed(
+    Xp: np.ndarray, s: np.ndarray, seeds: np.ndarray, row_block: int = 4096, seed_block: int = 1024
+) -> None:
+    """Raise `s` with a batch of seed rows via GEMM (order inside the seed set is irrelevant).
+
+    Contiguous row blocks against a packed block of seeds: no gather of the rows. Rows already
+    picked (+inf) stay +inf under the maximum.
+    """
     seeds = np.asarray(seeds, dtype=np.int64)
+    for a in range(0, len(seeds), seed_block):
+        Bt = np.ascontiguousarray(Xp[seeds[a : a + seed_block]].T)  # (d, b)
+        for r in range(0, len(Xp), row_block):
+            part = s[r : r + row_block]
+            np.maximum(part, (Xp[r : r + row_block] @ Bt).max(axis=1), out=part)
     s[seeds] = _INF
-    rem = np.flatnonzero(s != _INF)
-    for a in range(0, len(seeds), block):
-        B = Xp[seeds[a : a + block]]  # (b, d)
-        for r in range(0, len(rem), 65536):
-            idx = rem[r : r + 65536]
-            sims = (Xp[idx] @ B.T).max(axis=1)
-            s[idx] = np.maximum(s[idx], sims)
 
 
 def _dense_run(

@@ -29,6 +29,43 @@ def test_matches_dense_reference(make, block: int) -> None:
     assert (r.nearest != np.arange(len(X))).all()
 
 
+@pytest.mark.parametrize("workers", [2, 3, 7])
+def test_any_number_of_workers_gives_the_same_answer(monkeypatch, workers: int) -> None:
+    # Exact duplicates (ties on value across tiles handled by different workers) and
+    # near-duplicate chains that span tiles: maxima, nearest ids and groups must not depend on
+    # how the tiles were shared out.
+    from contextlib import contextmanager
+
+    import enrich.redundancy as mod
+
+    X = clustered(300, 16, seed=2)
+    X = np.vstack([X, X[::7], X[5::11] * 3.0])  # duplicates, some scaled (same direction)
+
+    @contextmanager
+    def fixed(k: int):
+        yield k
+
+    monkeypatch.setattr(mod, "_blas_workers", lambda: fixed(1))
+    one = redundancy(X, block=32, group_threshold=0.98)
+    monkeypatch.setattr(mod, "_blas_workers", lambda: fixed(workers))
+    many = redundancy(X, block=32, group_threshold=0.98)
+    assert one.info["workers"] == 1 and many.info["workers"] == workers
+    np.testing.assert_array_equal(many.max_similarity, one.max_similarity)
+    np.testing.assert_array_equal(many.nearest, one.nearest)
+    np.testing.assert_array_equal(many.group, one.group)
+    best, _, S = dense_reference(X)
+    np.testing.assert_allclose(one.max_similarity, best, atol=2e-6)
+    # duplicates of an earlier row point at the lowest-index copy
+    assert (one.nearest[300:343] == np.arange(0, 300, 7)).all()
+    # groups equal the connected components of the dense graph
+    from scipy.sparse.csgraph import connected_components
+
+    A = (S >= 0.98).astype(np.int8)
+    _, labels = connected_components(A, directed=False)
+    same = labels[:, None] == labels[None, :]
+    np.testing.assert_array_equal(same, one.group[:, None] == one.group[None, :])
+
+
 def test_ties_go_to_lowest_index_and_self_is_excluded() -> None:
     X = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     r = redundancy(X, block=2)

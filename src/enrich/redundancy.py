@@ -8,7 +8,9 @@ memory stays O(N·d + block²) and no N x N matrix ever exists.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -101,41 +103,109 @@ def _find(parent: np.ndarray, i: int) -> int:  # pragma: no cover - jitted
 
 
 @numba.njit(cache=True, nogil=True)
-def _union_pairs(
-    parent: np.ndarray, rows: np.ndarray, cols: np.ndarray
-) -> None:  # pragma: no cover
-    for k in range(rows.shape[0]):
-        ri = _find(parent, rows[k])
-        rj = _find(parent, cols[k])
-        if ri != rj:
-            if ri < rj:
-                parent[rj] = ri
-            else:
-                parent[ri] = rj
+def _union(parent: np.ndarray, i: int, j: int) -> None:  # pragma: no cover - jitted
+    """Join i and j; the smaller root wins, so every component's root is its lowest index
+    whatever the order of the unions."""
+    ri = _find(parent, i)
+    rj = _find(parent, j)
+    if ri < rj:
+        parent[rj] = ri
+    elif rj < ri:
+        parent[ri] = rj
 
 
-def _keep_max(
-    run_best: np.ndarray, run_block: np.ndarray, sl: slice, tile_max: np.ndarray, block_id: int
-) -> None:
-    """Running max per image over tiles, remembering which block of partners gave it.
-    Strict '>' keeps the earliest (lowest-index) block on ties."""
-    better = tile_max > run_best[sl]
-    run_best[sl][better] = tile_max[better]
-    run_block[sl][better] = block_id
+@numba.njit(cache=True, nogil=True)
+def _merge_parents(parent: np.ndarray, other: np.ndarray) -> None:  # pragma: no cover
+    """Add every union recorded in `other` (another worker's forest) to `parent`."""
+    for i in range(other.shape[0]):
+        if other[i] != i:
+            _union(parent, i, other[i])
+
+
+# No NaN (inputs are validated finite) lets max() vectorise; infinities stay allowed.
+@numba.njit(cache=True, nogil=True, fastmath={"nnan", "nsz", "reassoc"})
+def _reduce_tile(
+    T: np.ndarray,
+    i0: int,
+    j0: int,
+    diagonal: bool,
+    row_best: np.ndarray,
+    row_block: np.ndarray,
+    col_best: np.ndarray,
+    col_block: np.ndarray,
+    thr: np.float32,
+    parent: np.ndarray,
+    rmax: np.ndarray,
+    cmax: np.ndarray,
+) -> None:  # pragma: no cover - jitted
+    """Fold one similarity tile ``T = Xn[i0:] @ Xn[j0:].T`` into the running maxima, in one
+    pass over the tile (four rows at a time): row maxima (partners j >= i) and, off the
+    diagonal, column maxima (the same tile seen from the partners' side); rows with a value at
+    or above `thr` then have their near-duplicate pairs joined in the union-find `parent`.
+    Strict '>' keeps the earliest (lowest-index) partner block on ties. The tile holds finite
+    values only, and -inf on the diagonal."""
+    a, b = T.shape
+    if diagonal:
+        for i in range(min(a, b)):
+            T[i, i] = -np.inf  # self excluded
+    for j in range(b):
+        cmax[j] = -np.inf
+    i = 0
+    while i + 4 <= a:
+        r0 = -np.inf
+        r1 = -np.inf
+        r2 = -np.inf
+        r3 = -np.inf
+        for j in range(b):
+            x0 = T[i, j]
+            x1 = T[i + 1, j]
+            x2 = T[i + 2, j]
+            x3 = T[i + 3, j]
+            r0 = max(r0, x0)
+            r1 = max(r1, x1)
+            r2 = max(r2, x2)
+            r3 = max(r3, x3)
+            cmax[j] = max(cmax[j], max(max(x0, x1), max(x2, x3)))
+        rmax[i] = r0
+        rmax[i + 1] = r1
+        rmax[i + 2] = r2
+        rmax[i + 3] = r3
+        i += 4
+    while i < a:
+        r = -np.inf
+        for j in range(b):
+            r = max(r, T[i, j])
+            cmax[j] = max(cmax[j], T[i, j])
+        rmax[i] = r
+        i += 1
+    for i in range(a):
+        if rmax[i] > row_best[i0 + i]:
+            row_best[i0 + i] = rmax[i]
+            row_block[i0 + i] = j0
+        if rmax[i] >= thr:
+            for j in range(b):
+                if T[i, j] >= thr:
+                    _union(parent, i0 + i, j0 + j)
+    if not diagonal:
+        for j in range(b):
+            if cmax[j] > col_best[j0 + j]:
+                col_best[j0 + j] = cmax[j]
+                col_block[j0 + j] = i0
 
 
 def _nearest_in_blocks(
     Xn: np.ndarray, best_block: np.ndarray, block: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact argmax (lowest index on ties) for each image, searching only the block of
-    partners that holds its maximum: one small GEMM per block instead of an argmax per tile."""
+    partners (``best_block``: its first index) that holds its maximum: one small GEMM per
+    block instead of an argmax per tile."""
     n = len(Xn)
     value = np.empty(n, dtype=np.float32)
     nearest = np.empty(n, dtype=np.int64)
     order = np.argsort(best_block, kind="stable")
     cuts = np.flatnonzero(np.diff(best_block[order])) + 1
     for imgs in np.split(order, cuts):
-        j0 = int(best_block[imgs[0]]) * block
+        j0 = int(best_block[imgs[0]])
         S = Xn[imgs] @ Xn[j0 : j0 + block].T  # (m, b)
         self_in = (imgs >= j0) & (imgs < j0 + block)
         S[np.flatnonzero(self_in), imgs[self_in] - j0] = -np.inf
@@ -151,6 +221,100 @@ def _labels(parent: np.ndarray) -> np.ndarray:  # pragma: no cover - jitted
     for i in range(parent.shape[0]):
         out[i] = _find(parent, i)
     return out
+
+
+class _Partial:
+    """One worker's running maxima and near-duplicate forest over the tiles it was given."""
+
+    def __init__(self, n: int, block: int) -> None:
+        self.row_best = np.full(n, -np.inf, dtype=np.float32)  # partners j >= i
+        self.row_block = np.zeros(n, dtype=np.int64)  # first index of the partner block
+        self.col_best = np.full(n, -np.inf, dtype=np.float32)  # partners j < i
+        self.col_block = np.zeros(n, dtype=np.int64)
+        self.parent = np.arange(n, dtype=np.int64)
+        self.buffer = np.empty((block, block), dtype=np.float32)
+        self.rmax = np.empty(block, dtype=np.float32)
+        self.cmax = np.empty(block, dtype=np.float32)
+        self.block = block
+        self.error: BaseException | None = None
+
+    def run(
+        self,
+        Xn: np.ndarray,
+        tiles: list[tuple[int, int]],
+        thr: np.float32,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        try:
+            b = self.block
+            for i0, j0 in tiles:
+                Xi, Xj = Xn[i0 : i0 + b], Xn[j0 : j0 + b]
+                T = self.buffer[: len(Xi), : len(Xj)]
+                np.matmul(Xi, Xj.T, out=T)  # (a, b) float32 tile; BLAS releases the GIL
+                _reduce_tile(
+                    T,
+                    i0,
+                    j0,
+                    i0 == j0,
+                    self.row_best,
+                    self.row_block,
+                    self.col_best,
+                    self.col_block,
+                    thr,
+                    self.parent,
+                    self.rmax,
+                    self.cmax,
+                )
+                if progress is not None:
+                    progress(1)
+        except BaseException as exc:  # re-raised by the caller's thread
+            self.error = exc
+
+
+def _merge(
+    parts: list[_Partial],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Combine workers' maxima (higher value; on equal values the lower partner block, as a
+    single sequential pass would keep) and their near-duplicate forests."""
+    first = parts[0]
+    row_best, row_block = first.row_best, first.row_block
+    col_best, col_block = first.col_best, first.col_block
+    for part in parts[1:]:
+        for best, blk, pb, pk in (
+            (row_best, row_block, part.row_best, part.row_block),
+            (col_best, col_block, part.col_best, part.col_block),
+        ):
+            take = (pb > best) | ((pb == best) & (pk < blk))
+            best[take] = pb[take]
+            blk[take] = pk[take]
+        _merge_parents(first.parent, part.parent)
+    return row_best, row_block, col_best, col_block, first.parent
+
+
+def _locked(progress: Callable[[int], None], lock: threading.Lock) -> Callable[[int], None]:
+    def tick(k: int) -> None:
+        with lock:
+            progress(k)
+
+    return tick
+
+
+@contextmanager
+def _blas_workers() -> Iterator[int]:
+    """As many workers as BLAS has threads, each GEMM then single-threaded; one worker with
+    BLAS left alone when threadpoolctl cannot see the BLAS library."""
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+    except ImportError:
+        yield 1
+        return
+    blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    n = max((int(i.get("num_threads", 1)) for i in blas), default=1)
+    if n <= 1:
+        yield 1
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield n
 
 
 # --------------------------------------------------------------------------- public API
@@ -188,37 +352,32 @@ def redundancy(
         raise EnrichError(f"group_threshold={group_threshold}: expected a similarity in [-1, 1]")
     Xn = normalize_rows(check_vectors(X))
     n = len(Xn)
-    # Row direction (partners j >= i) and column direction (partners j < i) are kept apart so
-    # that, on equal values, the lower-indexed partner block (the column side) wins.
-    row_best = np.full(n, -np.inf, dtype=np.float32)
-    row_block = np.zeros(n, dtype=np.int64)
-    col_best = np.full(n, -np.inf, dtype=np.float32)
-    col_block = np.zeros(n, dtype=np.int64)
-    parent = np.arange(n, dtype=np.int64)
-    thr = np.float32(group_threshold)
-    rmax = np.empty(block, dtype=np.float32)
-    cmax = np.empty(block, dtype=np.float32)
-    C = np.empty((block, block), dtype=np.float32)
-    for i0 in range(0, n, block):
-        Xi = Xn[i0 : i0 + block]
-        rows = slice(i0, i0 + len(Xi))
-        for j0 in range(i0, n, block):
-            Xj = Xn[j0 : j0 + block]
-            T = C[: len(Xi), : len(Xj)]
-            np.matmul(Xi, Xj.T, out=T)  # (a, b) float32 tile, reused buffer
-            if i0 == j0:
-                np.fill_diagonal(T, -np.inf)  # self excluded
-            rm = T.max(axis=1, out=rmax[: len(Xi)])
-            _keep_max(row_best, row_block, rows, rm, j0 // block)
-            if i0 != j0:  # the same tile seen from the partners' side
-                cm = T.max(axis=0, out=cmax[: len(Xj)])
-                _keep_max(col_best, col_block, slice(j0, j0 + len(Xj)), cm, i0 // block)
-            hot = np.flatnonzero(rm >= thr)
-            if hot.size:
-                r, c = np.nonzero(T[hot] >= thr)
-                _union_pairs(parent, hot[r] + i0, c + j0)
-            if progress is not None:
-                progress(1)
+    tiles = [(i0, j0) for i0 in range(0, n, block) for j0 in range(i0, n, block)]
+    with _blas_workers() as n_workers:
+        n_workers = max(1, min(n_workers, len(tiles)))
+        parts = [_Partial(n, block) for _ in range(n_workers)]
+        thr = np.float32(group_threshold)
+        if n_workers == 1:
+            parts[0].run(Xn, tiles, thr, progress)
+        else:
+            # Each worker takes every n-th tile, with a one-thread GEMM, so that one core's
+            # reduction overlaps another's GEMM; partial results merge exactly below.
+            lock = threading.Lock()
+            tick = None if progress is None else _locked(progress, lock)
+            threads = [
+                threading.Thread(
+                    target=part.run, args=(Xn, tiles[w::n_workers], thr, tick), daemon=True
+                )
+                for w, part in enumerate(parts)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            for part in parts:
+                if part.error is not None:
+                    raise part.error
+    row_best, row_block, col_best, col_block, parent = _merge(parts)
     from_cols = col_best >= row_best
     best_block = np.where(from_cols, col_block, row_block)
     best, arg = _nearest_in_blocks(Xn, best_block, block)
@@ -227,7 +386,7 @@ def redundancy(
         nearest=arg,
         group=_labels(parent),
         group_threshold=float(group_threshold),
-        info={"block": block},
+        info={"block": block, "workers": n_workers},
     )
 
 

@@ -61,6 +61,21 @@ def knn_agreement(vectors: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
     return float(((labels[nearest].mean(axis=1) > 0.5) == labels).mean())
 
 
+def spread(vectors: np.ndarray) -> dict[str, float]:
+    """Is the embedding collapsed? Participation ratio of its covariance (effective number of
+    directions), and the share of images whose max cosine similarity to another is > 0.9."""
+    ev = np.clip(np.linalg.eigvalsh(np.cov(vectors.T.astype(np.float64))), 0, None)
+    v = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    sims = v @ v.T
+    np.fill_diagonal(sims, -np.inf)
+    best = sims.max(axis=1)
+    return {
+        "participation_ratio": float(ev.sum() ** 2 / (ev**2).sum()),
+        "above_0.9": float((best > 0.9).mean()),
+        "median_max_similarity": float(np.median(best)),
+    }
+
+
 def synthetic_stream(base: np.ndarray, n: int, batch: int, seed: int = 0):
     """``n`` distinct 64×64 images in batches: real images, shifted, flipped and re-lit."""
     rng = np.random.default_rng(seed)
@@ -233,6 +248,25 @@ def main(argv: list[str] | None = None) -> int:
         q_px = knn_agreement(pixels.transform(images), labels)
         q_raw = knn_agreement(images.reshape(len(images), -1) - images.mean(axis=0).ravel(), labels)
         figures["knn_agreement"] = {"betavae": q_vae, "pixels": q_px, "raw_pixels": q_raw}
+        s_vae, s_px = spread(vae.transform(images)), spread(pixels.transform(images))
+        figures["spread"] = {"betavae": s_vae, "pixels": s_px}
+        rows.append(
+            (
+                "collapse check: participation ratio",
+                f"β-VAE {s_vae['participation_ratio']:.1f}",
+                "≫ 1",
+                f"pixels/PCA {s_px['participation_ratio']:.1f} (≈ 1: one direction, collapsed)",
+            )
+        )
+        rows.append(
+            (
+                "collapse check: max similarity > 0.9",
+                f"β-VAE {s_vae['above_0.9']:.1%}",
+                "< 100%",
+                f"median {s_vae['median_max_similarity']:.3f}; pixels/PCA "
+                f"{s_px['above_0.9']:.1%}, median {s_px['median_max_similarity']:.3f}",
+            )
+        )
         rows.append(
             (
                 "5-NN label agreement (cosine), quality proxy",

@@ -43,11 +43,14 @@ RESULTS = ROOT / "docs" / "results"
 DOC = ROOT / "docs" / "results.md"
 #: Benchmark studies with their own results.csv (the ablation is drawn with its parent).
 BENCHMARKS = ("pneumonia", "hc18", "cifar")
-#: Embedding ablations: doc name -> (the pixels-embedding study, the β-VAE study it reuses).
+#: Embedding ablations: doc name -> (the ENRICH-only study, the β-VAE study whose random and
+#: full models it reuses, the strategy name its ENRICH rows get).
 ABLATIONS = {
-    "ablation": ("pneumonia_pixels", "pneumonia"),
-    "hc18_ablation": ("hc18_pixels", "hc18"),
-    "cifar_ablation": ("cifar_pixels", "cifar"),
+    "ablation": ("pneumonia_pixels", "pneumonia", "enrich_pixels"),
+    "hc18_ablation": ("hc18_pixels", "hc18", "enrich_pixels"),
+    "cifar_ablation": ("cifar_pixels", "cifar", "enrich_pixels"),
+    # ENRICH on the calibrated-decoder β-VAE (the first β-VAE's code had collapsed)
+    "gaussian_ablation": ("pneumonia_betavae2", "pneumonia", "enrich_betavae_gaussian"),
 }
 #: Replicates: doc name -> studies with the same protocol and different seeds, pooled.
 REPLICATES = {
@@ -89,18 +92,19 @@ def _meta(study: str) -> dict[str, Any]:
 
 
 def ablation_results(name: str = "ablation") -> pd.DataFrame | None:
-    """pneumonia (β-VAE ENRICH, random, full) + pneumonia_pixels (ENRICH on pixels).
+    """e.g. pneumonia (β-VAE ENRICH, random, full) + pneumonia_pixels (ENRICH on pixels).
 
-    The pixels run's ``enrich`` rows are renamed ``enrich_pixels``; the β-VAE rows become
-    ``enrich_betavae``. Only (init, model) pairs present in the pixels run are kept for the
-    two ENRICH variants and random, so all three compare the same seeds.
+    The ablation run's ``enrich`` rows are renamed (``enrich_pixels``, ...); the parent's
+    β-VAE rows become ``enrich_betavae``. Only (init, model) pairs present in the ablation
+    run are kept for the two ENRICH variants and random, so all three compare the same seeds.
     """
     import pandas as pd
 
-    pix, main = (load_results(s) for s in ABLATIONS[name])
+    study, parent, label = ABLATIONS[name]
+    pix, main = load_results(study), load_results(parent)
     if pix is None or main is None:
         return None
-    pix = pix.loc[pix["strategy"] == "enrich"].assign(strategy="enrich_pixels")
+    pix = pix.loc[pix["strategy"] == "enrich"].assign(strategy=label)
     pairs = set(zip(pix["init"], pix["model"], strict=True))
     keep = [(i, m) in pairs for i, m in zip(main["init"], main["model"], strict=True)]
     main = main.loc[keep].copy()
@@ -320,7 +324,7 @@ def scale_table() -> str:
 
     rows = []
     extra = [s for runs in REPLICATES.values() for s in runs[1:]]
-    for study in (*BENCHMARKS, *extra, *(a for a, _ in ABLATIONS.values())):
+    for study in (*BENCHMARKS, *extra, *(a for a, _, _ in ABLATIONS.values())):
         t = load_results(study)
         meta = _meta(study)
         if t is None:
@@ -402,7 +406,7 @@ def tables() -> dict[str, str]:
         out[f"{name}.sizes"] = per_size_table(rep)
         out[f"{name}.headline"] = headline_table(rep, seconds_per_image=spi)
         out[f"{name}.pooled"] = pooled_table(rep)
-    for name, (pixels_study, parent) in ABLATIONS.items():
+    for name, (pixels_study, parent, _) in ABLATIONS.items():
         ab = ablation_results(name)
         if ab is None:
             continue
@@ -465,7 +469,7 @@ def figures() -> list[str]:
         rep = replicate_results(name)
         if rep is not None:
             jobs.append((name, rep, float(_meta(runs[0]).get("seconds_per_image", 3.0))))
-    for name, (_, parent) in ABLATIONS.items():
+    for name, (_, parent, _) in ABLATIONS.items():
         ab = ablation_results(name)
         if ab is not None:
             jobs.append((name, ab, float(_meta(parent).get("seconds_per_image", 3.0))))

@@ -5,6 +5,7 @@ Usage (from the repository root)::
     .venv/bin/python experiments/run.py redundancy      # Fig. 1: embed 4 datasets, max similarity
     .venv/bin/python experiments/run.py pneumonia       # Fig. 3-5 on PneumoniaMNIST
     .venv/bin/python experiments/run.py pneumonia_pixels  # embedding ablation (after pneumonia)
+    .venv/bin/python experiments/run.py pneumonia_betavae2  # ENRICH, fixed β-VAE (after pneumonia)
     .venv/bin/python experiments/run.py pneumonia_seed1   # the pneumonia study again, seed 1
     .venv/bin/python experiments/run.py hc18            # segmentation (U-Net, Jaccard)
     .venv/bin/python experiments/run.py hc18_pixels     # HC18 ENRICH on pixels (after hc18)
@@ -46,6 +47,7 @@ STUDIES = (
     "redundancy",
     "pneumonia",
     "pneumonia_pixels",
+    "pneumonia_betavae2",
     "pneumonia_seed1",
     "hc18",
     "hc18_pixels",
@@ -101,6 +103,8 @@ def embed(data: dict[str, Any], *, quiet: bool = False) -> Path:
     for key in ("crop", "intensity"):
         if key in data:
             cmd += [f"--{key}", str(data[key])]
+    for flag, value in (data.get("options") or {}).items():  # other `enrich embed` options
+        cmd += [f"--{flag}", str(value)]
     if quiet:
         cmd.append("--quiet")
     t0 = time.perf_counter()

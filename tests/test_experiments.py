@@ -58,7 +58,9 @@ def test_ablation_matches_its_parent_protocol(exp_modules):
         assert a == b, child["study"]
         assert child["protocol"]["models"] <= parent["protocol"]["models"]
         assert child["data"]["source"] == parent["data"]["source"]
-        assert child["data"]["embedder"] != parent["data"]["embedder"]
+        # ... and the embedding must differ: another embedder, or other embedder options
+        embedding = (child["data"]["embedder"], child["data"].get("options"))
+        assert embedding != (parent["data"]["embedder"], parent["data"].get("options"))
 
 
 def test_replicates_change_only_the_seed(exp_modules):

@@ -74,12 +74,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="maximum β-VAE epochs; early stopping usually ends sooner",
     )
     parser.add_argument(
+        "--lr",
+        type=float,
+        default=1e-3,
+        metavar="LR",
+        help="β-VAE Adam learning rate (default 1e-3)",
+    )
+    parser.add_argument(
         "--epoch-images",
         type=int,
         default=4096,
         metavar="N",
-        help="an epoch is at least N images; small sets are passed over several times "
-        "(default 4096)",
+        help="an epoch is at least N images, or 8 passes over a smaller set (default 4096)",
     )
     parser.add_argument(
         "--patience",
@@ -161,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
             raise EnrichError(f"{flag} {value}: expected an integer >= {low}")
     if args.beta < 0:
         raise EnrichError(f"--beta {args.beta}: expected a number >= 0")
+    if not args.lr > 0:
+        raise EnrichError(f"--lr {args.lr}: expected a number > 0")
 
     preprocess = Preprocess(
         crop=None if args.crop == "none" else args.crop,
@@ -173,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
             "latent_dim": args.latent_dim,
             "beta": args.beta,
             "likelihood": args.likelihood,
+            "lr": args.lr,
             "max_epochs": args.epochs,
             "patience": args.patience,
             "min_epoch_images": args.epoch_images,

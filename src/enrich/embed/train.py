@@ -23,6 +23,9 @@ from enrich.errors import EnrichError
 
 __all__ = ["TrainResult", "encode", "resolve_device", "train_betavae"]
 
+# Most passes over the training set in one epoch (see `min_epoch_images`).
+_MAX_PASSES = 8
+
 
 @dataclass
 class TrainResult:
@@ -99,10 +102,11 @@ def train_betavae(
         Stop after ``patience`` epochs without a relative improvement of ``min_delta`` in
         validation loss, or after ``max_epochs``.
     min_epoch_images : int
-        An epoch is at least this many images: a small training set is passed over several
-        times per epoch (each pass freshly shuffled). Then a 900-image dataset gets as many
-        gradient steps between early-stopping checks as a 5,000-image one, instead of being
-        stopped after a few hundred steps, before its latent code has formed.
+        An epoch is at least this many images, or 8 passes over a smaller training set (each
+        pass freshly shuffled). Then a 900-image dataset gets as many gradient steps between
+        early-stopping checks as a 5,000-image one, instead of being stopped after a few
+        hundred steps, before its latent code has formed; a 100-frame clip is not passed over
+        forty times per epoch.
     max_seconds : float, optional
         Also stop once training has run this long.
     device : str
@@ -164,7 +168,7 @@ def train_betavae(
     try:
         for epoch in range(1, max_epochs + 1):
             model.train()
-            passes = max(1, math.ceil(min_epoch_images / len(x_train)))
+            passes = min(_MAX_PASSES, max(1, math.ceil(min_epoch_images / len(x_train))))
             order = torch.cat(
                 [torch.randperm(len(x_train), generator=shuffle_gen) for _ in range(passes)]
             ).to(dev)

@@ -50,8 +50,8 @@ class BetaVAEEmbedder(Embedder):
     max_epochs, patience : int
         Early stopping on the held-out validation loss.
     min_epoch_images : int
-        An epoch is at least this many images (small sets are passed over several times), so
-        small datasets get enough gradient steps before early stopping can end training.
+        An epoch is at least this many images, or 8 passes over a smaller set, so small
+        datasets get enough gradient steps before early stopping can end training.
     val_fraction, batch_size, lr : float, int, float
         Training options (see :func:`enrich.embed.train.train_betavae`).
     max_seconds : float, optional

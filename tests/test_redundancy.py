@@ -111,3 +111,22 @@ def test_plot_cdf_overlays_datasets() -> None:
     ax = fig.axes[0]
     assert len(ax.get_lines()) >= 2
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a (N=200)", "b (N=50)"]
+
+
+def test_blas_threads_are_shared_out_among_workers() -> None:
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import enrich.redundancy as mod
+
+    def blas_threads() -> set[int]:
+        info = threadpoolctl.threadpool_info()
+        return {int(i["num_threads"]) for i in info if i["user_api"] == "blas"}
+
+    if not blas_threads():
+        pytest.skip("threadpoolctl sees no BLAS library")
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        with mod._blas_workers() as workers:
+            assert workers == 1
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        with mod._blas_workers() as workers:
+            assert workers == 2 and blas_threads() == {1}
+        assert blas_threads() == {2}  # restored afterwards

@@ -299,10 +299,14 @@ def _locked(progress: Callable[[int], None], lock: threading.Lock) -> Callable[[
     return tick
 
 
+# Each worker holds O(N) maxima and a forest (~32 bytes per image) and a block² tile.
+_MAX_WORKERS = 8
+
+
 @contextmanager
 def _blas_workers() -> Iterator[int]:
-    """As many workers as BLAS has threads, each GEMM then single-threaded; one worker with
-    BLAS left alone when threadpoolctl cannot see the BLAS library."""
+    """One worker per BLAS thread (at most 8), the BLAS threads shared out among them (one
+    each on a laptop); one worker with BLAS left alone when threadpoolctl cannot see it."""
     try:
         from threadpoolctl import threadpool_info, threadpool_limits
     except ImportError:
@@ -313,8 +317,9 @@ def _blas_workers() -> Iterator[int]:
     if n <= 1:
         yield 1
         return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield n
+    workers = min(n, _MAX_WORKERS)
+    with threadpool_limits(limits=max(1, n // workers), user_api="blas"):
+        yield workers
 
 
 # --------------------------------------------------------------------------- public API

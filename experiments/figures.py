@@ -51,6 +51,8 @@ ABLATIONS = {
     "cifar_ablation": ("cifar_pixels", "cifar", "enrich_pixels"),
     # ENRICH on the calibrated-decoder β-VAE (the first β-VAE's code had collapsed)
     "gaussian_ablation": ("pneumonia_betavae2", "pneumonia", "enrich_betavae_gaussian"),
+    "hc18_gaussian_ablation": ("hc18_betavae2", "hc18", "enrich_betavae_gaussian"),
+    "cifar_gaussian_ablation": ("cifar_betavae2", "cifar", "enrich_betavae_gaussian"),
 }
 #: Replicates: doc name -> studies with the same protocol and different seeds, pooled.
 REPLICATES = {

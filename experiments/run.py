@@ -51,9 +51,11 @@ STUDIES = (
     "pneumonia_seed1",
     "hc18",
     "hc18_pixels",
+    "hc18_betavae2",
     "hc18_seed1",
     "cifar",
     "cifar_pixels",
+    "cifar_betavae2",
     "cifar_seed1",
 )
 

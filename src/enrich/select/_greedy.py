@@ -247,21 +247,6 @@ def _refresh_all(
         _refresh_group(s, gstart, orig, gmin, gthr, tval, tkey, tpos, P, g)
 
 
-@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def _gather_unit_rows(X: np.ndarray, perm: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
-    """``out[i] = X[perm[i]] / ||X[perm[i]]||`` (norm in float64), one pass, no temporaries."""
-    d = X.shape[1]
-    for i in range(perm.shape[0]):
-        p = perm[i]
-        acc = 0.0
-        for k in range(d):
-            v = np.float64(X[p, k])
-            acc += v * v
-        inv = 1.0 / math.sqrt(acc)
-        for k in range(d):
-            out[i, k] = np.float32(np.float64(X[p, k]) * inv)
-
-
 @numba.njit(cache=True, nogil=True)
 def _row_angles(
     Xp: np.ndarray, centers: np.ndarray, gof: np.ndarray, rowcos: np.ndarray, radius: np.ndarray
@@ -317,7 +302,8 @@ def _build_groups(X: np.ndarray, n_groups: int, *, check: bool = False) -> _Grou
     n = len(X)
     rng = np.random.default_rng(0)  # grouping only affects speed, never the order
     # Centres: a short spherical k-means on a subsample, then one full assignment pass.
-    sample = normalize_rows(X[np.sort(rng.choice(n, size=min(n, 16 * n_groups), replace=False))])
+    picked = np.sort(rng.choice(n, size=min(n, 16 * n_groups), replace=False))
+    sample = normalize_rows(X, rows=picked)
     C = sample[rng.choice(len(sample), size=min(n_groups, len(sample)), replace=False)]
     C = C.astype(np.float64)
     for _ in range(3):
@@ -364,13 +350,6 @@ def _separable_fraction(sample: np.ndarray, C: np.ndarray) -> float:
     A = np.arccos(np.clip(C @ C.T, -1.0, 1.0))
     off = ~np.eye(len(C), dtype=bool)
     return float(((A - radius[:, None] - radius[None, :]) > 0)[off].mean())
-
-
-def _permuted_unit_rows(X: np.ndarray, perm: np.ndarray) -> np.ndarray:
-    """``normalize_rows(X)[perm]`` in one pass, without a full-size temporary."""
-    Xp = np.empty((len(perm), X.shape[1]), dtype=np.float32)
-    _gather_unit_rows(np.ascontiguousarray(X), perm, Xp)
-    return Xp
 
 
 def _finish_groups(grp: _Groups, Xp: np.ndarray) -> None:
@@ -451,7 +430,7 @@ def greedy_order(
         state.dense_steps += n_picks
         return out_order, out_sim
 
-    Xp = _permuted_unit_rows(X, grp.perm)  # the only full-size copy: memory ~2x X
+    Xp = normalize_rows(X, rows=grp.perm)  # the only full-size copy: memory ~2x X
     _finish_groups(grp, Xp)
     G = len(grp.centers)
     state.n_groups = G

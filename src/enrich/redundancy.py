@@ -383,6 +383,8 @@ def redundancy(
                 if part.error is not None:
                     raise part.error
     row_best, row_block, col_best, col_block, parent = _merge(parts)
+    # Row side (partners j >= i) and column side (partners j < i) were kept apart so that, on
+    # equal values, the lower-indexed partner block (the column side) wins.
     from_cols = col_best >= row_best
     best_block = np.where(from_cols, col_block, row_block)
     best, arg = _nearest_in_blocks(Xn, best_block, block)

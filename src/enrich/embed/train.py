@@ -153,6 +153,7 @@ def train_betavae(
     shuffle_gen = torch.Generator().manual_seed(int(seed) + 1)
     noise_gen = _generator(dev, int(seed) + 2)
 
+    passes = min(_MAX_PASSES, max(1, math.ceil(min_epoch_images / len(x_train))))  # per epoch
     history: list[dict[str, float]] = []
     best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(model.state_dict())
     stopped, since_best = "max_epochs", 0
@@ -168,7 +169,6 @@ def train_betavae(
     try:
         for epoch in range(1, max_epochs + 1):
             model.train()
-            passes = min(_MAX_PASSES, max(1, math.ceil(min_epoch_images / len(x_train))))
             order = torch.cat(
                 [torch.randperm(len(x_train), generator=shuffle_gen) for _ in range(passes)]
             ).to(dev)

@@ -539,33 +539,20 @@ def _load_or_make_subsets(
                 raise EnrichError(f"strategy {s!r} picked an image twice")
             orders[(s, i)] = order
             log(f"selected {top} images with {s} (init {i}) in {time.perf_counter() - t0:.1f} s")
-    frames = []
-    for (s, i), order in orders.items():
-        for k in sizes:
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "strategy": s,
-                        "init": i,
-                        "size": k,
-                        "id": pool_ids[order[:k]].astype(str),
-                        "rank": np.arange(k, dtype=np.int64),
-                    }
-                )
-            )
-    if not frames:  # only the full reference: keep the initial subsets for the record
-        for (s, i), order in orders.items():
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "strategy": s,
-                        "init": i,
-                        "size": n_init,
-                        "id": pool_ids[order[:n_init]].astype(str),
-                        "rank": np.arange(n_init, dtype=np.int64),
-                    }
-                )
-            )
+    # With no sizes (only the full reference) the initial subsets are kept for the record.
+    frames = [
+        pd.DataFrame(
+            {
+                "strategy": s,
+                "init": i,
+                "size": k,
+                "id": pool_ids[order[:k]].astype(str),
+                "rank": np.arange(k, dtype=np.int64),
+            }
+        )
+        for (s, i), order in orders.items()
+        for k in (sizes or [n_init])
+    ]
     df = pd.concat(frames, ignore_index=True)
     with atomic_path(path, suffix=".parquet") as tmp:
         df.to_parquet(tmp, index=False)

@@ -164,6 +164,8 @@ def test_folder_to_embed_to_rank_to_redundancy(
         (["{pngs}", "--latent-dim", "0"], "--latent-dim 0: expected an integer >= 1"),
         (["{pngs}", "--max-train", "1"], "--max-train 1: expected an integer >= 2"),
         (["{pngs}", "--beta", "-1"], "--beta -1.0: expected a number >= 0"),
+        (["{pngs}", "--lr", "0"], "--lr 0.0: expected a number > 0"),
+        (["{pngs}", "--epoch-images", "-1"], "--epoch-images -1: expected an integer >= 0"),
         (["{pngs}", "--workspace", "{pngs}"], "non-empty folder that is not an enrich workspace"),
     ],
 )

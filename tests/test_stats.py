@@ -274,9 +274,99 @@ def test_never_equivalent_needs_the_full_set() -> None:
 def test_underpowered_comparisons_are_flagged() -> None:
     rows = _rows(S.FULL, N_TRAIN, np.array([0.95, 0.96]), inits=1)
     rows += _rows("enrich", 100, np.array([0.5, 0.6]))  # far worse, but n = 2 vs 2
-    c = S.compare_to_full(S.check_results(pd.DataFrame(rows))).iloc[0]
+    t = S.check_results(pd.DataFrame(rows))
+    c = S.compare_to_full(t).iloc[0]
     assert c["p"] == pytest.approx(1 / 3)  # the smallest p a 2-vs-2 test can give
-    assert c["indistinguishable"] and c["underpowered"]
+    # p > 0.05 from a test that cannot reach 0.05 is no evidence: never a match.
+    assert c["underpowered"] and not c["indistinguishable"]
+    assert c["direction"] == "cannot tell"
+    eq = S.smallest_equivalent(t).iloc[0]
+    assert not eq["reached"] and eq["cannot_tell"] and eq["underpowered"]
+    assert math.isnan(eq["first_size"])
+    lt = S.labeling_time(t, seconds_per_image=3.0).iloc[0]
+    assert lt["hours_saved"] == 0.0 and lt["cannot_tell"]
+
+
+def test_two_models_per_point_never_match_even_with_equal_values() -> None:
+    # The run: 2 models per point and 2 full-set models, some values identical to the
+    # full set's (p = 1). Every comparison is "cannot tell"; no size is reached.
+    full = np.array([0.95, 0.96])
+    rows = _rows(S.FULL, N_TRAIN, full, inits=1)
+    for size in (50, 100, 200):
+        rows += _rows("enrich", size, full.copy()) + _rows("random", size, full - 0.03)
+    t = S.check_results(pd.DataFrame(rows))
+    c = S.compare_to_full(t)
+    assert set(c["direction"]) == {"cannot tell"} and not c["indistinguishable"].any()
+    eq = S.smallest_equivalent(t)
+    assert not eq["reached"].any() and eq["cannot_tell"].all()
+    for rule in ("sustained", "first"):
+        assert not S.smallest_equivalent(t, rule=rule)["reached"].any()
+    assert (S.labeling_time(t, seconds_per_image=3.0)["hours_saved"] == 0).all()
+    assert S.compare_to_baseline(t)["underpowered"].all()
+
+
+def test_cannot_tell_only_when_untestable_points_could_change_the_answer() -> None:
+    # Testable and worse at the largest size: the sustained rule fails whatever the
+    # untestable small size would show, so the answer is "not reached", not "cannot tell".
+    rows = _rows(S.FULL, N_TRAIN, FULL_VALUES, inits=1)
+    rows += _rows("enrich", 100, np.array([0.99]), inits=1)  # 1 vs 10: min p = 0.18
+    rows += _rows("enrich", 500, FULL_VALUES - 0.1)
+    t = S.check_results(pd.DataFrame(rows))
+    eq = S.smallest_equivalent(t).iloc[0]
+    assert not eq["reached"] and not eq["cannot_tell"] and eq["underpowered"]
+    # With the largest size a match, the sustained rule is met there: reached, at 500.
+    rows[-10:] = _rows("enrich", 500, FULL_VALUES.copy())
+    eq = S.smallest_equivalent(S.check_results(pd.DataFrame(rows))).iloc[0]
+    assert eq["reached"] and eq["size"] == 500 and not eq["cannot_tell"]
+
+
+@pytest.mark.parametrize(("n_other", "alpha"), [(None, 0.05), (None, 0.01), (2, 0.05), (10, 0.05)])
+def test_models_needed_is_the_first_n_that_can_reach_alpha(n_other, alpha) -> None:
+    k = S.models_needed(alpha, n_other=n_other)
+    other = (lambda n: n) if n_other is None else (lambda n: n_other)
+    assert S.min_attainable_p(k, other(k)) <= alpha < S.min_attainable_p(k - 1, other(k - 1))
+    with pytest.raises(EnrichError, match="alpha"):
+        S.models_needed(1.5)
+
+
+def test_missing_models_counts_planned_minus_present() -> None:
+    # Planned: 2 strategies × 2 sizes × (2 inits × 3 models) + 6 full = 30. Present: enrich
+    # at 10 complete (one failed model counts as present), random at 10 has 2, nothing at 20,
+    # 4 full models, one row repeated by a resumed run.
+    rows = []
+    for i in range(2):
+        for m in range(3):
+            rows.append(("enrich", i, 10, m, "ok" if m else "failed"))
+            if m < 2:
+                rows.append(("full", i, 100, m, "ok"))
+    rows += [("random", 0, 10, 0, "ok"), ("random", 1, 10, 0, "ok"), ("random", 1, 10, 0, "ok")]
+    t = S.check_results(
+        pd.DataFrame(rows, columns=["strategy", "init", "size", "model", "status"]).assign(
+            metric="auc", value=0.9
+        )
+    )
+    miss = S.missing_models(
+        t, strategies=["enrich", "random"], sizes=[10, 20], initializations=2, models=3
+    )
+    got = {
+        (r["strategy"], "all" if r["strategy"] == "full" else int(r["size"])): (
+            r["present"],
+            r["missing"],
+        )
+        for r in S.records(miss)
+    }
+    assert got == {
+        ("random", 10): (2, 4),
+        ("enrich", 20): (0, 6),
+        ("random", 20): (0, 6),
+        ("full", "all"): (4, 2),
+    }
+    assert int(miss["missing"].sum()) == 18
+    done = S.missing_models(t, strategies=["enrich"], sizes=[10], initializations=2, models=3)
+    assert list(done["strategy"]) == ["full"]
+    assert S.missing_models(
+        t, strategies=["enrich"], sizes=[10], initializations=2, models=3, full=False
+    ).empty
 
 
 def test_no_full_models() -> None:
@@ -339,6 +429,11 @@ def test_pooled_constant_size_and_single_strategy_sizes() -> None:
     assert pooled.sizes == (10,)
     assert (pooled.values["z"] == 0).all()
     assert pooled.tests.iloc[0]["p"] == 1.0
+    # 2 models vs 2 cannot give p <= 0.05: the test is flagged; 4 vs 4 (two sizes) can.
+    assert bool(pooled.tests.iloc[0]["underpowered"])
+    rows += _rows("b", 20, np.array([0.7, 0.8]))
+    pooled = S.pooled_comparison(S.check_results(pd.DataFrame(rows)), baseline="b")
+    assert not bool(pooled.tests.iloc[0]["underpowered"])
 
 
 # --------------------------------------------------------------------------- Table 2, Fig. 4
@@ -394,6 +489,9 @@ def test_coverage_hand_counted() -> None:
     assert avg.loc[("enrich", 3, "all"), "patients"] == 3.5
     assert avg.loc[("enrich", 3, "all"), "images"] == 3.5
     assert avg.loc[("enrich", 3, "all"), "n_inits"] == 2
+    # A mean count comes with its range over the initializations.
+    assert avg.loc[("enrich", 3, "all"), ["patients_min", "patients_max"]].tolist() == [3, 4]
+    assert avg.loc[("random", 3, "all"), ["images_min", "images_max"]].tolist() == [3, 3]
 
 
 def test_coverage_full_row_missing_ids_and_errors() -> None:

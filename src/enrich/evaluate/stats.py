@@ -24,8 +24,10 @@ What is computed, as in Chinn et al. (JAMIA 2023), Methods → "Statistical Comp
 
 A word on power: a two-sided Mann-Whitney U test of n1 vs n2 values can never give a
 p-value below ``2 / C(n1 + n2, n1)`` (:func:`min_attainable_p`). With 2 models per point
-nothing is ever "significant", so everything looks "indistinguishable from the full set".
-:func:`compare_to_full` marks such comparisons ``underpowered``, and the report says so.
+nothing is ever "significant", so p > alpha carries no evidence at all. Such comparisons are
+``underpowered``: their verdict is ``"cannot tell"`` (never "indistinguishable"), they never
+count towards the smallest sufficient subset or the hours saved, and :func:`models_needed`
+says how many models per point would make the test able to reach alpha.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ __all__ = [
     "failures",
     "labeling_time",
     "min_attainable_p",
+    "missing_models",
+    "models_needed",
     "mwu",
     "ok_results",
     "pooled_comparison",
@@ -349,6 +353,95 @@ def min_attainable_p(n1: int, n2: int) -> float:
     return min(1.0, 2.0 / math.comb(n1 + n2, n1))
 
 
+def models_needed(alpha: float = ALPHA, *, n_other: int | None = None) -> int:
+    """The fewest models per group with which a two-sided Mann-Whitney U test can reach alpha.
+
+    With `n_other` the other group's size is fixed (e.g. the full-set models already
+    trained); without it both groups get the same number of models.
+
+    >>> models_needed(0.05), models_needed(0.05, n_other=10), models_needed(0.05, n_other=1)
+    (4, 2, 39)
+    """
+    if not 0 < alpha < 1:
+        raise EnrichError(f"alpha={alpha}; expected a number between 0 and 1")
+    if n_other is not None and n_other < 1:
+        raise EnrichError(f"n_other={n_other}; expected at least 1 model")
+    n = 1
+    while min_attainable_p(n, n if n_other is None else n_other) > alpha:
+        n += 1
+    return n
+
+
+def missing_models(
+    table: pd.DataFrame,
+    *,
+    strategies: Sequence[str],
+    sizes: Sequence[int],
+    initializations: int,
+    models: int,
+    full: bool = True,
+) -> pd.DataFrame:
+    """Models the protocol planned that are not in the results table (an incomplete run).
+
+    The benchmark trains `models` × `initializations` models per (strategy, size), and as
+    many on the full training set when `full`. A model is present when its row is in the
+    table, finished or failed (failures are counted by :func:`failures`); a row repeated by
+    a resumed run counts once, by its ``(init, model)``.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Checked results (any metric).
+    strategies : sequence of str
+        The configured subset strategies (``full`` excluded).
+    sizes : sequence of int
+        The subset sizes the run planned, in images.
+    initializations, models : int
+        From the run's configuration.
+    full : bool
+        Whether full-set models were planned.
+
+    Returns
+    -------
+    DataFrame
+        One row per (strategy, size) with models missing: ``strategy, size, planned,
+        present, missing``; ``size`` is NaN for the full set. Empty when the run is complete.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> t = check_results(pd.DataFrame({"strategy": ["enrich", "full"], "size": [5, 50],
+    ...                                 "metric": "auc", "value": [0.8, 0.9]}))
+    >>> missing_models(t, strategies=["enrich"], sizes=[5], initializations=1,
+    ...                models=2)["missing"].tolist()
+    [1, 1]
+    """
+    import pandas as pd
+
+    per_point = int(initializations) * int(models)
+    planned: list[tuple[str, float]] = [(s, float(k)) for s in strategies for k in sizes]
+    if full:
+        planned.append((FULL, math.nan))
+    keys = table.drop_duplicates(["strategy", "init", "size", "model"])
+    rows = []
+    for name, size in planned:
+        mine = keys.loc[keys["strategy"] == name]
+        if name != FULL:
+            mine = mine.loc[mine["size"] == size]
+        present = min(per_point, len(mine.drop_duplicates(["init", "model"])))
+        if present < per_point:
+            rows.append(
+                {
+                    "strategy": name,
+                    "size": size,
+                    "planned": per_point,
+                    "present": present,
+                    "missing": per_point - present,
+                }
+            )
+    return pd.DataFrame(rows, columns=["strategy", "size", "planned", "present", "missing"])
+
+
 # --------------------------------------------------------------------------- per size
 
 
@@ -391,7 +484,9 @@ def compare_to_baseline(
     -------
     DataFrame
         Columns ``strategy, baseline, size, n, n_baseline, mean, mean_baseline, U, p,
-        stars``; one row per (strategy ≠ baseline, size).
+        stars, underpowered``; one row per (strategy ≠ baseline, size). ``underpowered``:
+        with these n the test cannot give p ≤ 0.05 (:func:`min_attainable_p`), so its
+        ``ns`` says nothing.
     """
     import pandas as pd
 
@@ -418,10 +513,12 @@ def compare_to_baseline(
                     "U": test.statistic,
                     "p": test.pvalue,
                     "stars": stars(test.pvalue),
+                    "underpowered": bool(min_attainable_p(len(x), len(y)) > ALPHA),
                 }
             )
     columns = ["strategy", "baseline", "size", "n", "n_baseline", "mean", "mean_baseline"]
-    return pd.DataFrame(rows, columns=[*columns, "U", "p", "stars"])
+    out = pd.DataFrame(rows, columns=[*columns, "U", "p", "stars", "underpowered"])
+    return out.astype({"underpowered": bool})
 
 
 def compare_to_full(
@@ -444,11 +541,12 @@ def compare_to_full(
         One row per (strategy, size), columns:
 
         - ``n, n_full, mean, mean_full, U, p, stars``;
-        - ``indistinguishable``: p > alpha — the paper's red circles;
-        - ``direction``: ``"same"`` (p > alpha), ``"better"`` or ``"worse"`` (p ≤ alpha, by
-          the sign of mean − mean_full);
-        - ``underpowered``: the smallest p the test could give is above alpha, so
-          "indistinguishable" carries no evidence.
+        - ``underpowered``: the smallest p the test could give with n vs n_full models is
+          above alpha (:func:`min_attainable_p`), so p > alpha carries no evidence;
+        - ``indistinguishable``: p > alpha with a test that could have reached alpha (not
+          underpowered) — the paper's red circles;
+        - ``direction``: ``"same"`` (indistinguishable), ``"better"`` or ``"worse"`` (p ≤
+          alpha, by the sign of mean − mean_full), or ``"cannot tell"`` (underpowered).
 
         Empty when there are no usable full-set models.
     """
@@ -478,9 +576,15 @@ def compare_to_full(
             for size in sorted(set(mine["size"])):
                 x = mine.loc[mine["size"] == size, "value"].to_numpy()
                 test = mwu(x, full)
-                same = bool(test.pvalue > alpha)
+                under = bool(min_attainable_p(len(x), len(full)) > alpha)
+                same = bool(test.pvalue > alpha) and not under
                 mean = float(np.mean(x))
-                direction = "same" if same else ("better" if mean > full_mean else "worse")
+                if under:
+                    direction = "cannot tell"
+                elif same:
+                    direction = "same"
+                else:
+                    direction = "better" if mean > full_mean else "worse"
                 rows.append(
                     {
                         "strategy": name,
@@ -494,7 +598,7 @@ def compare_to_full(
                         "stars": stars(test.pvalue),
                         "indistinguishable": same,
                         "direction": direction,
-                        "underpowered": bool(min_attainable_p(len(x), len(full)) > alpha),
+                        "underpowered": under,
                     }
                 )
     out = pd.DataFrame(rows, columns=columns)
@@ -522,8 +626,11 @@ def smallest_equivalent(
       point at a small size, followed by significantly worse points, does not count; a
       subset that beats the full set does.
 
-    A strategy that never qualifies "needs the full set": ``reached`` is False and the size
-    is ``n_train`` (fraction 1.0).
+    Only comparisons that could reach p ≤ alpha count: an underpowered point (2 models vs 2,
+    say) is ``"cannot tell"``, never a match. A strategy that never qualifies "needs the full
+    set": ``reached`` is False and the size is ``n_train`` (fraction 1.0), unless
+    ``cannot_tell``: the rule would be met if its underpowered points were matches, so the
+    run cannot say either way.
 
     Parameters
     ----------
@@ -542,7 +649,8 @@ def smallest_equivalent(
         One row per strategy: ``strategy, size, fraction, reached, rule, direction,
         first_size, first_fraction, sustained_size, sustained_fraction, underpowered``.
         ``direction`` is the chosen point's ``"same"`` or ``"better"`` (``""`` when not
-        reached); ``underpowered``: the chosen point's test could not reach p ≤ alpha.
+        reached); ``underpowered``: some size of the strategy could not be tested (too few
+        models); ``cannot_tell``: not reached, but only because of such sizes.
         ``first_*``/``sustained_*`` are NaN where that rule is not met.
     """
     import pandas as pd
@@ -557,7 +665,9 @@ def smallest_equivalent(
         c = cmp.loc[cmp["strategy"] == name].sort_values("size")
         sizes = c["size"].to_numpy()
         same = c["indistinguishable"].to_numpy(dtype=bool)
-        fine = same | (c["direction"].to_numpy() == "better")
+        direction_all = c["direction"].to_numpy()
+        fine = same | (direction_all == "better")
+        unknown = direction_all == "cannot tell"
         first = sizes[same][0] if same.any() else None
         sustained = None
         for i in range(len(sizes)):
@@ -566,8 +676,15 @@ def smallest_equivalent(
                 break
         chosen = sustained if rule == "sustained" else first
         at = c.loc[c["size"] == chosen]
-        under = bool(at["underpowered"].any()) if chosen is not None else False
         direction = str(at["direction"].iloc[0]) if chosen is not None and len(at) else ""
+        # Could the rule be met if the untestable points were matches? Then nobody can tell.
+        hopeful = fine | unknown
+        possible = (
+            any(hopeful[i:].all() for i in range(len(sizes)))
+            if rule == "sustained"
+            else bool(hopeful.any())
+        )
+        cannot_tell = chosen is None and bool(unknown.any()) and possible
         rows.append(
             {
                 "strategy": name,
@@ -584,7 +701,8 @@ def smallest_equivalent(
                 "sustained_fraction": fractions.get((name, sustained), np.nan)
                 if sustained is not None
                 else np.nan,
-                "underpowered": under,
+                "underpowered": bool(unknown.any()),
+                "cannot_tell": cannot_tell,
             }
         )
     columns = [
@@ -599,8 +717,10 @@ def smallest_equivalent(
         "sustained_size",
         "sustained_fraction",
         "underpowered",
+        "cannot_tell",
     ]
-    return pd.DataFrame(rows, columns=columns)
+    out = pd.DataFrame(rows, columns=columns)
+    return out.astype({"reached": bool, "underpowered": bool, "cannot_tell": bool})
 
 
 def _n_train(table: pd.DataFrame, n_train: int | None) -> int | None:
@@ -638,7 +758,8 @@ class PooledComparison:
         One row per model: ``strategy, size, init, model, value, z``.
     tests : DataFrame
         One row per strategy ≠ baseline: ``strategy, baseline, n, n_baseline,
-        mean_z, mean_z_baseline, U, p, stars``.
+        mean_z, mean_z_baseline, U, p, stars, underpowered`` (``underpowered``: with these
+        n the test cannot give p ≤ 0.05, e.g. 1 model vs 1).
     sizes : tuple of int
         The sizes that were pooled.
     """
@@ -718,10 +839,11 @@ def pooled_comparison(
                 "U": test.statistic,
                 "p": test.pvalue,
                 "stars": stars(test.pvalue),
+                "underpowered": not min_attainable_p(len(x), len(base)) <= ALPHA,
             }
         )
     columns = ["strategy", "baseline", "n", "n_baseline", "mean_z", "mean_z_baseline"]
-    tests = pd.DataFrame(rows, columns=[*columns, "U", "p", "stars"])
+    tests = pd.DataFrame(rows, columns=[*columns, "U", "p", "stars", "underpowered"])
     return PooledComparison(values=sub, tests=tests, sizes=sizes)
 
 
@@ -792,8 +914,9 @@ def coverage(
     -------
     DataFrame
         Columns ``strategy, size, fraction, class, images, patients, clips`` (and ``init``
-        when not averaged, ``n_inits`` when averaged). ``patients``/``clips`` are NaN when
-        the manifest has no such ids.
+        when not averaged; ``n_inits`` and the range over initializations ``images_min,
+        images_max, patients_min, ...`` when averaged: a mean count such as 306.5 is a mean,
+        not a count). ``patients``/``clips`` are NaN when the manifest has no such ids.
 
     Raises
     ------
@@ -854,6 +977,12 @@ def coverage(
                 patients=("patients", "mean"),
                 clips=("clips", "mean"),
                 n_inits=("init", "nunique"),
+                images_min=("images", "min"),
+                images_max=("images", "max"),
+                patients_min=("patients", "min"),
+                patients_max=("patients", "max"),
+                clips_min=("clips", "min"),
+                clips_max=("clips", "max"),
             )
             .reset_index()
         )
@@ -898,8 +1027,9 @@ def labeling_time(
     Returns
     -------
     DataFrame
-        One row per strategy: ``strategy, n_train, size, reached, hours_full,
-        hours_needed, hours_saved, fraction_saved``.
+        One row per strategy: ``strategy, n_train, size, reached, cannot_tell, hours_full,
+        hours_needed, hours_saved, fraction_saved``. A strategy whose comparisons had too
+        few models (``cannot_tell``) saves nothing: no claim is supported.
 
     Examples
     --------
@@ -924,11 +1054,13 @@ def labeling_time(
                 "n_train": n,
                 "size": size,
                 "reached": bool(r["reached"]),
+                "cannot_tell": bool(r["cannot_tell"]),
                 "hours_full": n * seconds_per_image / 3600.0,
                 "hours_needed": size * seconds_per_image / 3600.0,
                 "hours_saved": (n - size) * seconds_per_image / 3600.0,
                 "fraction_saved": (n - size) / n if n else np.nan,
             }
         )
-    columns = ["strategy", "n_train", "size", "reached", "hours_full", "hours_needed"]
+    columns = ["strategy", "n_train", "size", "reached", "cannot_tell", "hours_full"]
+    columns += ["hours_needed"]
     return pd.DataFrame(rows, columns=[*columns, "hours_saved", "fraction_saved"])

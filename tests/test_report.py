@@ -433,12 +433,14 @@ def test_report_reads_the_benchmark_outputs_without_a_workspace(tmp_path: Path) 
         }
     )
     rows = []
-    for name, order in (("enrich", ids[::2] + ids[1::2]), ("random", ids)):
+    spread = ids[::3] + [i for i in ids if i not in ids[::3]]
+    orders = {"enrich": [ids[::2] + ids[1::2]] * 2, "random": [ids, spread]}
+    for name, per_init in orders.items():
         for size in (12, 24, 36):
             rows += [
                 {"strategy": name, "init": i, "size": size, "id": x, "rank": r}
                 for i in range(2)
-                for r, x in enumerate(order[:size])
+                for r, x in enumerate(per_init[i][:size])
             ]
     subsets = pd.DataFrame(rows)
     results = make_results()
@@ -458,12 +460,20 @@ def test_report_reads_the_benchmark_outputs_without_a_workspace(tmp_path: Path) 
     assert 'id="run-warnings"' in html and "size 0.9 is larger than the pool" in html
     assert 'id="coverage"' in html
     # ENRICH's first 12 (im0, im2, ..., im22): patients k // 4 = 0..5 -> 6, clips k // 2 ->
-    # 12; random's first 12 (im0..im11): 3 patients, 6 clips; the pool: 12 patients, 24 clips.
+    # 12; random's first 12: im0..im11 (3 patients, 6 clips) in init 0, im0, im3, ..., im33
+    # (9 patients, 12 clips) in init 1: a mean count, shown with its range. The pool: 12
+    # patients, 24 clips.
     table = html[html.index("All classes") :]
     assert re.search(r"<td>ENRICH</td><td class=\"l\">patients</td><td>6</td>", table)
     assert re.search(r"<td>ENRICH</td><td class=\"l\">clips</td><td>12</td>", table)
-    assert re.search(r"<td>Random</td><td class=\"l\">patients</td><td>3</td>", table)
-    assert re.search(r"<td>Random</td><td class=\"l\">clips</td><td>6</td>.*?>24</td>", table)
+    assert re.search(
+        r"<td>Random</td><td class=\"l\">patients, mean \(range\)</td><td>6.0 \(3–9\)</td>", table
+    )
+    assert re.search(
+        r"<td>Random</td><td class=\"l\">clips, mean \(range\)</td>"
+        r"<td>9.0 \(6–12\)</td>.*?>24</td>",
+        table,
+    )
 
 
 @pytest.mark.slow
@@ -496,6 +506,64 @@ def test_report_notes_when_underpowered_or_incomplete(tmp_path: Path) -> None:
     html = write_report(run).read_text(encoding="utf-8")
     assert "meta.json is missing" in html and "At 3 s per image" not in html  # the figure is a PNG
     assert 'id="fig-time"' in html
+
+
+def test_two_models_per_point_make_no_claim(tmp_path: Path) -> None:
+    # The run: 2 models per point, 2 full-set models; ENRICH's values from 24 images
+    # on are exactly the full set's (p = 1), but 2 vs 2 can never give p < 0.05 (min 0.33).
+    config = {"sizes": [12, 24, 36], "models": 2, "initializations": 1}
+    run = make_run(tmp_path, make_results(inits=1, models=2), meta={"config": config})
+    html = write_report(run).read_text(encoding="utf-8")
+    for claim in ("matched", "Saves", "saves", "yes (p &gt; 0.05)", "headline-number", "l same"):
+        assert claim not in html, claim
+    assert 'id="fig-time"' not in html  # no hours saved to draw
+    for name in ("enrich", "random"):
+        card = _card(html, name)
+        assert "Cannot tell yet" in card and "smallest possible p is 0.33" in card
+        assert "Need ≥ 4 models per point" in card
+    # The per-size table says so neutrally; next step and caution box agree with the cards.
+    assert html.count("cannot tell with 2 vs 2 models; need ≥ 4 each") == 6
+    assert 'class="l cannot"' in html
+    step = re.search(r'<p id="next-step">(.*?)</p>', html, re.S)
+    assert step and "cannot tell yet" in step.group(1) and "--set models=4" in step.group(1)
+    note = re.search(r'<div class="callout" id="power-note">(.*?)</div>', html, re.S)
+    assert note and "at every size this run cannot tell" in note.group(1)
+    assert "before trusting the headline" not in note.group(1)
+    # Fig. 3 circles nothing in red.
+    fig = plots.plot_performance(S.check_results(make_results(inits=1, models=2)))
+    assert not [c for c in fig.axes[0].collections if isinstance(c, PathCollection)]
+
+
+def test_one_model_against_one_is_no_pooled_result(tmp_path: Path) -> None:
+    t = make_results(inits=1, models=1, sizes=(24,))
+    config = {"sizes": [24], "models": 1, "initializations": 1}
+    html = write_report(make_run(tmp_path, t, meta={"config": config})).read_text("utf-8")
+    m = re.search(r'<div class="card" id="pooled-card">(.*?)\n  </div>', html, re.S)
+    assert m, "no pooled card"
+    card = m.group(1)
+    assert "p = " not in card and 'class="big"' not in card
+    assert "Cannot tell yet" in card and "1 model vs 1" in card
+
+
+def test_incomplete_run_has_a_banner_with_the_missing_count(tmp_path: Path) -> None:
+    # Planned (meta.json): 2 strategies × 3 sizes × 2 inits × 5 models + 10 full = 70.
+    # Interrupted: the last 9 of random's 36-image models and 3 full-set models never ran.
+    t = make_results()
+    gone = t.index[(t["strategy"] == "random") & (t["size"] == 36)][:9].tolist()
+    gone += t.index[t["strategy"] == S.FULL][:3].tolist()
+    run = make_run(tmp_path, t.drop(index=gone))
+    html = write_report(run).read_text(encoding="utf-8")
+    banner = re.search(r'<div class="callout incomplete" id="incomplete">(.*?)</div>', html, re.S)
+    assert banner, "no incomplete-run banner"
+    assert "12 of 70 planned models are missing" in banner.group(1)
+    assert "Random 9, Full training set 3" in banner.group(1)
+    failed = html[html.index('<section id="failed">') :]
+    failed = failed[: failed.index("</section>")]
+    assert "all 58 model runs finished" not in failed and "None: all" not in failed
+    assert "12 of 70 planned models have not run" in failed
+    # The complete run has no banner.
+    html = write_report(make_run(tmp_path, name="complete")).read_text(encoding="utf-8")
+    assert 'id="incomplete"' not in html and "None: all 70 model runs finished" in html
 
 
 def test_segmentation_report(tmp_path: Path) -> None:

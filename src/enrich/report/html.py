@@ -200,6 +200,19 @@ def _count(x: float) -> str:
     return f"{x:,.0f}" if abs(x - round(x)) < 0.05 else f"{x:,.1f}"
 
 
+def _mean_count(mean: float, lo: float, hi: float) -> str:
+    """A count averaged over initializations: exact when they agree, else mean (min–max).
+
+    >>> _mean_count(306.5, 300, 313), _mean_count(12.0, 12, 12), _mean_count(float("nan"), 1, 2)
+    ('306.5 (300–313)', '12', '–')
+    """
+    if mean is None or not np.isfinite(mean):
+        return "–"
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo == hi:
+        return _count(mean)
+    return f"{mean:,.1f} ({lo:,.0f}–{hi:,.0f})"
+
+
 def _metric_digits(desc: pd.DataFrame) -> int:
     """Enough digits to tell means apart (AUCs of 0.99x need 4)."""
     sd = desc["std"].dropna()
@@ -274,10 +287,14 @@ def build_context(
         else None
     )
     fails = S.failures(results)
+    need = S.models_needed(alpha)  # per group, for a test that can reach alpha at all
+    n_min = int(min(vs_full["n"].min(), vs_full["n_full"].min())) if len(vs_full) else 0
+    weak = 0 < n_min < _FEW_MODELS  # testable, but only large differences show
 
     # ---- headline
     headline = []
     for r in S.records(eq):
+        mine = vs_full.loc[(vs_full["strategy"] == r["strategy"]) & vs_full["underpowered"]]
         size = round(float(r["size"])) if np.isfinite(r["size"]) else None
         t = times.loc[times["strategy"] == r["strategy"]].iloc[0] if times is not None else None
         item = {
@@ -289,6 +306,12 @@ def build_context(
             "n_train": f"{n_train:,}" if n_train else "–",
             "hours_saved": _hours(float(t["hours_saved"])) if t is not None else None,
             "underpowered": bool(r["underpowered"]),
+            "cannot_tell": bool(r["cannot_tell"]),
+            "n_point": int(mine["n"].min()) if len(mine) else None,
+            "n_full": int(mine["n_full"].iloc[0]) if len(mine) else None,
+            "min_p": _p(S.min_attainable_p(int(mine["n"].min()), int(mine["n_full"].iloc[0])))
+            if len(mine)
+            else None,
             "better": r["direction"] == "better",
             "mean": _mean_at(desc, r["strategy"], r["size"], digits) if r["reached"] else None,
             # A smaller size with no detectable difference that larger sizes did not hold.
@@ -312,6 +335,11 @@ def build_context(
             "p": _p(float(tr["p"])),
             "stars": tr["stars"],
             "significant": bool(np.isfinite(tr["p"]) and tr["p"] <= alpha),
+            # 1 model vs 1 (say): no p-value this test gives could mean anything.
+            "underpowered": bool(tr["underpowered"]),
+            "n": int(tr["n"]),
+            "n_baseline": int(tr["n_baseline"]),
+            "min_p": _p(S.min_attainable_p(int(tr["n"]), int(tr["n_baseline"]))),
             "higher": higher,
             "n_sizes": len(pooled.sizes),
         }
@@ -333,16 +361,22 @@ def build_context(
     # ---- power caveat
     power_note = None
     if len(vs_full):
-        n_min = int(min(vs_full["n"].min(), vs_full["n_full"].min()))
         if bool(vs_full["underpowered"].any()):
             small = vs_full.loc[vs_full["underpowered"]].iloc[0]
+            n_under = int(vs_full["underpowered"].sum())
+            where = (
+                "every size"
+                if n_under == len(vs_full)
+                else f"{n_under} of {len(vs_full)} strategy × size points"
+            )
             power_note = (
                 f"With {int(small['n'])} models per point and {int(small['n_full'])} full-set "
                 f"models, the Mann-Whitney test cannot give p ≤ {alpha:g} (the smallest "
-                f"possible p is {S.min_attainable_p(int(small['n']), int(small['n_full'])):.2g})."
-                " Here “indistinguishable from the full set” only means “too few models to "
-                "tell”. Train more models per size (the paper used 30) before trusting the "
-                "headline."
+                f"possible p is {S.min_attainable_p(int(small['n']), int(small['n_full'])):.2g})"
+                f", so at {where} this run cannot tell whether the subset matches the full "
+                "set. Those points are marked “cannot tell” and count neither as a match nor "
+                f"towards labeling time saved. A test that can reach p ≤ {alpha:g} needs at "
+                f"least {need} models per point and {need} full-set models (the paper used 30)."
             )
         elif n_min < _FEW_MODELS:
             power_note = (
@@ -370,6 +404,8 @@ def build_context(
             "stars_base": "",
             "p_full": "",
             "same": None,
+            "direction": "",
+            "n_full": None,
         }
         if vs_base is not None:
             b = vs_base.loc[(vs_base["strategy"] == r["strategy"]) & (vs_base["size"] == r["size"])]
@@ -381,6 +417,7 @@ def build_context(
             row["p_full"] = _p(float(f["p"].iloc[0]))
             row["same"] = bool(f["indistinguishable"].iloc[0])
             row["direction"] = str(f["direction"].iloc[0])
+            row["n_full"] = int(f["n_full"].iloc[0])
         size_rows.append(row)
 
     # ---- figures
@@ -400,7 +437,9 @@ def build_context(
             )
         except _OPTIONAL_ERRORS as exc:
             notes.append(f"Figure 5 could not be drawn: {exc}")
-    if times is not None:
+    # Hours saved are shown only where a strategy's claim is supported by a test that could
+    # have detected a difference (``reached``); otherwise there is nothing to save yet.
+    if times is not None and bool(times["reached"].any()):
         figures["time"] = _png(
             plots.plot_labeling_time(
                 results,
@@ -453,6 +492,9 @@ def build_context(
     if run.subsets is None:
         notes.append("subsets.parquet is missing: coverage and the picks grid are left out.")
 
+    incomplete = _incomplete(run, n_train)
+    next_step = _next_step(headline, has_full=full_line is not None, weak=weak, need=need)
+
     failed_rows = [
         {
             "strategy": _label(r["strategy"]),
@@ -481,6 +523,9 @@ def build_context(
         "n_inits": int(ok.loc[ok["strategy"] != S.FULL, "init"].nunique()),
         "models_per_point": _models_per_point(ok),
         "headline": headline,
+        "incomplete": incomplete,
+        "next_step": next_step,
+        "models_needed": need,
         "pooled": pooled_line,
         "full": full_line,
         "power_note": power_note,
@@ -500,6 +545,66 @@ def build_context(
         "provenance": _provenance(run),
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def _incomplete(run: RunData, n_train: int | None) -> dict[str, Any] | None:
+    """How many of the models the run's configuration planned are not in results.csv."""
+    from enrich.evaluate.protocol import plan_sizes
+
+    meta = run.meta
+    cfg = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    assert isinstance(cfg, dict)
+    try:
+        models = int(cfg["models"])
+        inits = int(cfg["initializations"])
+    except (KeyError, TypeError, ValueError):
+        return None  # no configuration recorded: nothing to compare with
+    sizes = meta.get("sizes")
+    if not isinstance(sizes, list):
+        if not n_train or not isinstance(cfg.get("sizes"), list):
+            return None
+        try:
+            _, sizes, _ = plan_sizes(tuple(cfg["sizes"]), cfg.get("initial", 0.02), n_train)
+        except (EnrichError, TypeError, ValueError):
+            return None
+    names = meta.get("strategies") or cfg.get("strategies")
+    if not isinstance(names, list):
+        names = sorted(set(run.results["strategy"]) - {S.FULL})
+    miss = S.missing_models(
+        run.results,
+        strategies=[str(n) for n in names],
+        sizes=[int(k) for k in sizes],
+        initializations=inits,
+        models=models,
+        full=bool(cfg.get("full", True)),
+    )
+    if miss.empty:
+        return None
+    planned = models * inits * (len(names) * len(sizes) + int(bool(cfg.get("full", True))))
+    per = miss.groupby("strategy", sort=False)["missing"].sum()
+    order = [*S.strategies(miss), S.FULL]
+    return {
+        "missing": int(miss["missing"].sum()),
+        "planned": planned,
+        "per_strategy": [
+            {"strategy": _label(n), "missing": int(per[n])} for n in order if n in per.index
+        ],
+        "sizes": int(miss.loc[miss["strategy"] != S.FULL, "size"].nunique()),
+    }
+
+
+def _next_step(
+    headline: list[dict[str, Any]], *, has_full: bool, weak: bool, need: int
+) -> dict[str, Any] | None:
+    """The "Next step" line, worded to agree with the headline card and the caution box."""
+    h = next((h for h in headline if h["key"] == "enrich"), None)
+    if h is None or not has_full:
+        return None
+    if h["reached"]:
+        return {"kind": "weak" if weak else "matched", "percent": h["percent"]}
+    if h["cannot_tell"]:
+        return {"kind": "cannot_tell", "need": need}
+    return None
 
 
 def _mean_at(desc: pd.DataFrame, strategy: str, size: float, digits: int) -> str | None:
@@ -570,12 +675,21 @@ def _coverage_tables(
             for what in ("images", "patients", "clips"):
                 if cs[what].isna().all():
                     continue
+                cells = [
+                    _mean_count(
+                        cs[what].get(s, np.nan),
+                        cs[f"{what}_min"].get(s, np.nan),
+                        cs[f"{what}_max"].get(s, np.nan),
+                    )
+                    for s in sizes
+                ]
+                varies = any(" (" in c for c in cells)
                 rows.append(
                     {
                         "strategy": _label(name),
                         "key": name,
-                        "what": what,
-                        "cells": [_count(cs[what].get(s, np.nan)) for s in sizes],
+                        "what": f"{what}, mean (range)" if varies else what,
+                        "cells": cells,
                         "full": _count(float(full[what].iloc[0])) if len(full) else None,
                     }
                 )

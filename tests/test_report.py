@@ -208,9 +208,28 @@ def test_plot_performance_shared_starting_set_is_one_grey_point() -> None:
     fig = plots.plot_performance(table, shared_sizes={12})
     ax = fig.axes[0]
     labels = ax.get_legend_handles_labels()[1]
-    assert "Shared random starting set" in labels
+    assert "Shared starting set" in labels
     assert len(ax.texts) == 2  # stars only at 24 and 36
-    assert "Stars: ENRICH vs Random (MWU)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    # The legend sits below the axes (it hid points in the plot).
+    assert ax.get_legend() is None
+    assert "Stars: ENRICH vs Random" in [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def test_plot_performance_size_axis_is_logarithmic_and_ticked_at_the_sizes() -> None:
+    # The paper's sizes: on a linear 0-100% axis 2%, 7% and 11% share a few pixels.
+    sizes = (20, 70, 110, 220, 330, 440, 550, 660, 770, 880)
+    table = S.check_results(make_results(n_train=1000, sizes=sizes, enrich_from=330))
+    ax = plots.plot_performance(table).axes[0]
+    assert ax.get_xscale() == "log"
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks[:4] == ["2%", "7%", "11%", "22%"] and ticks[-1] == "100%"
+    # Neighbouring ticks at least a factor 1.45 apart, so their labels never overlap.
+    locs = np.array(ax.get_xticks())
+    assert (locs[1:] / locs[:-1] >= 1.45 - 1e-9).all()
+    # On screen, 2% and 7% are now as far apart as 22% and 77%.
+    to_px = ax.transData.transform
+    gap = lambda a, b: to_px((b, 0.9))[0] - to_px((a, 0.9))[0]  # noqa: E731
+    assert gap(2, 7) == pytest.approx(gap(22, 77), rel=1e-6)
 
 
 def test_plot_performance_without_full_or_baseline() -> None:
@@ -244,6 +263,33 @@ def test_plot_redundancy_cdf_delegates_to_the_redundancy_module() -> None:
     out = plots.plot_redundancy_cdf(m, ax=fig.add_subplot())
     assert out is fig
     assert len(fig.axes[0].get_lines()) >= 2
+
+
+def _smallest_text_px(fig: Figure, *, screen_px: float = 336.0) -> float:
+    """The smallest text of `fig` in CSS pixels when shown `screen_px` wide (a 360-px phone
+    less the page margins)."""
+    from matplotlib.text import Text
+
+    fig.draw_without_rendering()  # makes the tick labels
+    sizes = [
+        float(t.get_fontsize())
+        for t in fig.findobj(Text)
+        if t.get_visible() and t.get_text().strip()
+    ]
+    width_pt = fig.get_figwidth() * 72.0
+    return min(sizes) * screen_px / width_pt
+
+
+def test_figures_are_readable_at_phone_width() -> None:
+    table = S.check_results(make_results())
+    figs = {
+        "fig3": plots.plot_performance(table, shared_sizes={12}),
+        "fig4": plots.plot_labeling_time(table, seconds_per_image=3.0),
+        "fig5": plots.plot_pooled(table),
+    }
+    for name, fig in figs.items():
+        assert fig.get_figwidth() <= plots.PHONE_WIDTH_IN, name
+        assert _smallest_text_px(fig) >= 9.0, name
 
 
 def test_figures_render_to_png() -> None:

@@ -702,7 +702,7 @@ def _redundancy(ws: Any, meta: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]
     from matplotlib.figure import Figure
 
     from enrich.redundancy import redundancy
-    from enrich.report.plots import plot_redundancy_cdf
+    from enrich.report.plots import PHONE_WIDTH_IN, plot_redundancy_cdf, readable
 
     emb = ws.embeddings()
     if len(emb) > _MAX_REDUNDANCY_IMAGES:
@@ -713,8 +713,9 @@ def _redundancy(ws: Any, meta: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]
         raise EnrichError("fewer than two embedded images")
     res = redundancy(emb.vectors)
     name = meta.get("dataset") or ws.path.name
-    fig = Figure(figsize=(5.5, 4.0))
+    fig = Figure(figsize=(PHONE_WIDTH_IN, 3.6))
     plot_redundancy_cdf({str(name): res.max_similarity}, ax=fig.add_subplot())
+    readable(fig).tight_layout()  # again: the text grew
     summary = res.summary()
     m = np.asarray(res.max_similarity, dtype=float)
     info = {

@@ -12,6 +12,10 @@ new figure) and returns the :class:`~matplotlib.figure.Figure`:
 
 Figures are built with :class:`matplotlib.figure.Figure` directly, never ``pyplot``, so
 they need no GUI backend, are not kept alive by a global registry and are safe in threads.
+
+They are sized to be read on a phone: at most :data:`PHONE_WIDTH_IN` inches wide with no
+text under :data:`MIN_FONT_PT` points (:func:`readable`), so that when a 360-px-wide screen
+shrinks a figure to its width, the smallest text is still about 9 px tall.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
 from enrich.errors import EnrichError
 from enrich.evaluate import stats as S
@@ -34,11 +39,14 @@ if TYPE_CHECKING:
 __all__ = [
     "FULL_COLOR",
     "METRIC_LABELS",
+    "MIN_FONT_PT",
+    "PHONE_WIDTH_IN",
     "figure_png",
     "plot_labeling_time",
     "plot_performance",
     "plot_pooled",
     "plot_redundancy_cdf",
+    "readable",
     "strategy_colors",
 ]
 
@@ -48,6 +56,10 @@ FULL_COLOR = "#000000"
 _OTHER_COLORS = ("#2ca02c", "#9467bd", "#d62728", "#17becf", "#8c564b", "#e377c2")
 #: Axis labels for known metrics.
 METRIC_LABELS = {"auc": "AUC (test set)", "jaccard": "Mean Jaccard (test set)"}
+#: Widest figure, in inches, and smallest text, in points: 9.5 pt on 4.8 in shrunk to the
+#: 336 px a 360-px phone leaves for it is 9.2 px.
+PHONE_WIDTH_IN = 4.8
+MIN_FONT_PT = 9.5
 
 
 def strategy_colors(names: Iterable[str]) -> dict[str, str]:
@@ -76,8 +88,29 @@ def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
     return fig, fig.add_subplot()
 
 
-def figure_png(fig: Figure, *, dpi: int = 110) -> bytes:
-    """Render a figure to PNG bytes."""
+def readable(fig: Figure, min_pt: float = MIN_FONT_PT) -> Figure:
+    """Raise every text of `fig` (tick labels, labels, titles, legends, notes) to `min_pt`.
+
+    >>> fig = Figure(); ax = fig.add_subplot(); _ = ax.set_title("t", fontsize=6)
+    >>> readable(fig).axes[0].title.get_fontsize()
+    9.5
+    """
+    from matplotlib.text import Text
+
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            for which in ("major", "minor"):
+                ticks = axis.get_ticklabels(which=which)
+                size = max([t.get_fontsize() for t in ticks] or [min_pt])
+                axis.set_tick_params(which=which, labelsize=max(float(size), min_pt))
+    for t in fig.findobj(Text):
+        if float(t.get_fontsize()) < min_pt:
+            t.set_fontsize(min_pt)
+    return fig
+
+
+def figure_png(fig: Figure, *, dpi: int = 160) -> bytes:
+    """Render a figure to PNG bytes (160 dpi: sharp on high-density phone screens)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
@@ -98,7 +131,9 @@ def plot_performance(
     """Fig. 3: test metric vs training-subset size, one line per strategy.
 
     Dots are the mean over all models at that size (all initializations × models), error
-    bars one standard deviation. Above each size, the stars compare each strategy with
+    bars one standard deviation. The size axis is logarithmic (the paper's sizes run from 2%
+    to 88%; on a linear axis the small ones overlap), ticked at the measured sizes. Above
+    each size, the stars compare each strategy with
     `baseline` (two-sided Mann-Whitney U; ns p > 0.05, * ≤ 0.05, ** ≤ 0.01, *** ≤ 0.001,
     **** ≤ 0.0001). Points circled in red are statistically indistinguishable from the
     models trained on the full training set (black dot, p > `alpha`).
@@ -108,7 +143,7 @@ def plot_performance(
     table : DataFrame
         Checked results table.
     ax : Axes, optional
-        Where to draw; a new 7×4.5 in figure by default.
+        Where to draw; a new phone-width figure by default, legend below the axes.
     metric : str, optional
         Which metric (default: the table's only one).
     baseline : str
@@ -135,7 +170,8 @@ def plot_performance(
     'AUC (test set)'
     """
     metric = S.choose_metric(table, metric)
-    fig, ax = _axes(ax, (7.0, 4.5))
+    own = ax is None
+    fig, ax = _axes(ax, (PHONE_WIDTH_IN, 4.6))
     desc = S.describe(table, metric=metric)
     if desc.empty:
         raise EnrichError(f"no successful models with metric {metric!r} to plot")
@@ -144,11 +180,20 @@ def plot_performance(
     shared = {int(s) for s in shared_sizes}
     use_fraction = bool(np.isfinite(desc["fraction"]).all())
     x = desc["fraction"] * 100.0 if use_fraction else desc["size"].astype(float)
-    # Dodge the strategies a little sideways so that overlapping error bars stay readable.
-    span_x = float(x.max() - x.min()) or 1.0
-    shift = {n: (k - (len(names) - 1) / 2) * 0.008 * span_x for k, n in enumerate(names)}
-    dodge = desc["strategy"].map(shift).fillna(0.0)
-    desc = desc.assign(x0=x, x=x + dodge.where(~desc["size"].isin(shared), 0.0))
+    log = bool((x > 0).all())
+    # Dodge the strategies a little sideways so that overlapping error bars stay readable
+    # (multiplicatively on the log axis: the same visual offset at every size).
+    if log:
+        span_x = max(float(np.log10(x.max() / x.min())), 0.5)
+        shift = {n: (k - (len(names) - 1) / 2) * 0.01 * span_x for k, n in enumerate(names)}
+        factor = 10.0 ** desc["strategy"].map(shift).fillna(0.0)
+        moved = x * factor.where(~desc["size"].isin(shared), 1.0)
+    else:
+        span_x = float(x.max() - x.min()) or 1.0
+        shift = {n: (k - (len(names) - 1) / 2) * 0.008 * span_x for k, n in enumerate(names)}
+        dodge = desc["strategy"].map(shift).fillna(0.0)
+        moved = x + dodge.where(~desc["size"].isin(shared), 0.0)
+    desc = desc.assign(x0=x, x=moved)
     for name in names:
         d = desc.loc[desc["strategy"] == name].sort_values("x")
         ax.errorbar(
@@ -179,7 +224,7 @@ def plot_performance(
             ms=7,
             capsize=3,
             ls="none",
-            label="Shared random starting set",
+            label="Shared starting set",
             zorder=4,
         )
     full = desc.loc[desc["strategy"] == S.FULL]
@@ -235,21 +280,75 @@ def plot_performance(
                 color=colors[name] if len(compared) > 1 else "#222222",
             )
     ax.set_ylim(bottom - 0.05 * span, top + span * (0.12 + 0.07 * len(compared)))
+    if log:
+        ax.set_xscale("log")
+        ticks = _spaced(sorted(set(desc["x0"].round(6).tolist())))
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(
+            FixedFormatter([_tick(t, percent=use_fraction) for t in ticks])
+        )
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlim(min(ticks) / 1.25, max(ticks) * 1.25)
     ax.set_xlabel(
-        "Training images used (% of full training set)" if use_fraction else "Training images used"
+        ("Training images (% of full set, log scale)" if use_fraction else "Training images")
+        if log
+        else ("Training images (% of full set)" if use_fraction else "Training images")
     )
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     ax.grid(alpha=0.25, zorder=0)
     handles, labels = ax.get_legend_handles_labels()
     if not same.empty:
         handles.append(Line2D([], [], marker="o", ms=11, mfc="none", mec="red", ls="none", mew=1.6))
-        labels.append(f"Indistinguishable from full set (p > {alpha:g})")
+        labels.append(f"Same as full (p > {alpha:g})")
     if compared and not tests.empty:
         handles.append(Line2D([], [], ls="none"))
         vs = ", ".join(_label(n) for n in compared)
-        labels.append(f"Stars: {vs} vs {_label(baseline)} (MWU)")
-    ax.legend(handles, labels, loc="lower right", fontsize=8, frameon=True)
-    return fig
+        labels.append(f"Stars: {vs} vs {_label(baseline)}")
+    if own:  # below the axes, where it hides no point, in two columns
+        fig.legend(
+            handles,
+            labels,
+            loc="outside lower center",
+            ncols=2,
+            frameon=False,
+            handlelength=1.2,
+            columnspacing=1.0,
+            handletextpad=0.5,
+        )
+    else:
+        ax.legend(handles, labels, loc="lower right", frameon=True)
+    return readable(fig)
+
+
+def _spaced(ticks: list[float], *, min_ratio: float = 1.45) -> list[float]:
+    """Measured sizes to tick on a log axis, dropping any too close to its neighbour.
+
+    The largest size is always kept.
+
+    >>> _spaced([2, 7, 11, 22, 33, 44, 55, 66, 77, 88, 100])
+    [2, 7, 11, 22, 33, 55, 100]
+    """
+    if not ticks:
+        return []
+    kept = [ticks[0]]
+    for t in ticks[1:]:
+        if t / kept[-1] >= min_ratio:
+            kept.append(t)
+    if kept[-1] != ticks[-1]:
+        if len(kept) > 1 and ticks[-1] / kept[-1] < min_ratio:
+            kept[-1] = ticks[-1]
+        else:
+            kept.append(ticks[-1])
+    return kept
+
+
+def _tick(x: float, *, percent: bool) -> str:
+    """>>> _tick(2.0, percent=True), _tick(12.5, percent=True), _tick(1500, percent=False)
+    ('2%', '12.5%', '1,500')
+    """
+    if percent:
+        return f"{x:.0f}%" if abs(x - round(x)) < 0.05 else f"{x:.1f}%"
+    return f"{x:,.0f}"
 
 
 # --------------------------------------------------------------------------- Fig. 4
@@ -306,7 +405,7 @@ def plot_labeling_time(
         alpha=alpha,
         rule=rule,
     )
-    fig, ax = _axes(ax, (6.0, 3.8))
+    fig, ax = _axes(ax, (PHONE_WIDTH_IN, 3.8))
     colors = strategy_colors([*times["strategy"], S.FULL])
     n = int(times["n_train"].iloc[0]) if len(times) else int(n_train or 0)
     hours_full = n * seconds_per_image / 3600.0
@@ -319,7 +418,10 @@ def plot_labeling_time(
         heights.append(float(r["hours_needed"]))
         bar_colors.append(colors[r["strategy"]])
         saved = f"saves {_fmt_hours(float(r['hours_saved']))}"
-        notes.append(saved if r["reached"] else "full set needed")
+        if r["reached"]:
+            notes.append(saved)
+        else:  # too few models to tell is not the same as "needs everything"
+            notes.append("cannot tell" if r["cannot_tell"] else "full set needed")
     xs = np.arange(len(heights))
     ax.bar(xs, heights, color=bar_colors, width=0.6, zorder=2)
     for x, h, note in zip(xs.tolist(), heights, notes, strict=True):
@@ -329,7 +431,7 @@ def plot_labeling_time(
     ax.set_ylim(0, max(heights) * 1.3 if max(heights) > 0 else 1)
     ax.set_title(f"At {seconds_per_image:g} s per image", fontsize=10)
     ax.grid(axis="y", alpha=0.25, zorder=0)
-    return fig
+    return readable(fig)
 
 
 # --------------------------------------------------------------------------- Fig. 5
@@ -358,7 +460,7 @@ def plot_pooled(
     pooled = S.pooled_comparison(
         table, metric=metric, baseline=baseline, exclude_sizes=shared_sizes
     )
-    fig, ax = _axes(ax, (5.0, 4.0))
+    fig, ax = _axes(ax, (PHONE_WIDTH_IN, 4.0))
     values = pooled.values
     names = S.strategies(values, baseline=baseline)
     if not names:
@@ -388,17 +490,20 @@ def plot_pooled(
             x + rng.uniform(-0.08, 0.08, len(d)), d, s=6, color=colors[n], alpha=0.6, zorder=3
         )
     ax.set_xticks(xs, [_label(n) for n in names])
-    ax.set_ylabel("Standardized performance (z-score within each size)")
+    ax.set_ylabel("z-score within each size")
     ax.axhline(0, color="#888888", lw=0.8, ls=":")
     lines = []
     for r in S.records(pooled.tests):
         p = "n/a" if not np.isfinite(r["p"]) else f"{r['p']:.2g}"
         name, base = _label(r["strategy"]), _label(r["baseline"])
-        lines.append(f"{name} vs {base}: MWU p = {p} ({r['stars']})")
+        if r["underpowered"]:  # 1 vs 1 models, say: no p-value it gives is a result
+            lines.append(f"{name} vs {base}: cannot tell ({r['n']} vs {r['n_baseline']})")
+        else:
+            lines.append(f"{name} vs {base}: MWU p = {p} ({r['stars']})")
     if lines:
-        ax.set_title("\n".join(lines), fontsize=9)
+        ax.set_title("\n".join(lines), fontsize=MIN_FONT_PT)
     ax.grid(axis="y", alpha=0.25)
-    return fig
+    return readable(fig)
 
 
 # --------------------------------------------------------------------------- Fig. 1

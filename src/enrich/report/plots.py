@@ -343,7 +343,9 @@ def _spaced(ticks: list[float], *, min_ratio: float = 1.45) -> list[float]:
 
 
 def _tick(x: float, *, percent: bool) -> str:
-    """>>> _tick(2.0, percent=True), _tick(12.5, percent=True), _tick(1500, percent=False)
+    """A tick label: a percentage, or a count of images.
+
+    >>> _tick(2.0, percent=True), _tick(12.5, percent=True), _tick(1500, percent=False)
     ('2%', '12.5%', '1,500')
     """
     if percent:

@@ -103,9 +103,10 @@ def make_run(
     return run
 
 
-def make_workspace(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
+def make_workspace(tmp_path: Path, *, leak: bool = False) -> tuple[Path, pd.DataFrame]:
     """A real workspace: 48 train + 10 test PneumoniaMNIST images, pixel embeddings, and one
-    exact duplicate image so that a near-duplicate group exists."""
+    exact duplicate image so that a near-duplicate group exists (with `leak`, also a test
+    image that is a copy of a training image)."""
     from enrich.embeddings import Embeddings
     from enrich.io import discover
     from enrich.workspace import Workspace
@@ -113,13 +114,16 @@ def make_workspace(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
     d = np.load(DATA)
     train = d["train_images"][::100][:48].copy()
     train[47] = train[3]  # a duplicate
+    test = d["test_images"][:10].copy()
+    if leak:
+        test[0] = train[5]
     src = tmp_path / "images"
     src.mkdir()
     np.savez(
         src / "tiny.npz",
         train_images=train,
         train_labels=d["train_labels"][::100][:48],
-        test_images=d["test_images"][:10],
+        test_images=test,
         test_labels=d["test_labels"][:10],
     )
     manifest = discover(src).manifest
@@ -129,6 +133,8 @@ def make_workspace(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
     vectors = np.stack([pixels[i] for i in manifest["id"]]).astype(np.float32)
     vectors -= vectors.mean(axis=0)  # centred pixels: similarities are not all ~1
     vectors[manifest["id"] == "tiny.npz#train/47"] = vectors[manifest["id"] == "tiny.npz#train/3"]
+    if leak:
+        vectors[manifest["id"] == "tiny.npz#test/0"] = vectors[manifest["id"] == "tiny.npz#train/5"]
     ws.write_embeddings(Embeddings(manifest["id"].to_numpy(), vectors))
     return ws.path, ws.manifest()
 
@@ -310,7 +316,16 @@ def test_image_grid_on_real_images() -> None:
     first = fig.axes[0].images[0].get_array()
     img = a[0].astype(float)
     np.testing.assert_allclose(first, (img - img.min()) / (img.max() - img.min()))
-    assert fig.axes[0].get_ylabel() == "ENRICH" and fig.axes[5].get_ylabel() == "Random"
+    # At most 4 images across (phone width): ENRICH's 5 wrap onto a second line; each
+    # group's label is above its first image.
+    assert fig.axes[0].get_title(loc="left") == "ENRICH"
+    assert fig.axes[5].get_title(loc="left") == "Random"
+    assert fig.axes[4].get_title(loc="left") == ""
+    lefts = sorted({round(ax.get_position().x0, 6) for ax in fig.axes})
+    assert len(lefts) == 4 and fig.axes[4].get_position().x0 == pytest.approx(lefts[0], abs=1e-5)
+    assert fig.axes[4].get_position().y0 < fig.axes[0].get_position().y0
+    assert fig.get_figwidth() <= plots.PHONE_WIDTH_IN
+    assert _smallest_text_px(fig) >= 9.0
     assert fig.axes[0].get_xlabel() == "v"
     fig = grid.duplicates_grid([a[:2], b[:3]])
     assert sum(bool(ax.images) for ax in fig.axes) == 5
@@ -318,6 +333,50 @@ def test_image_grid_on_real_images() -> None:
         grid.image_grid([("x", [])])
     with pytest.raises(EnrichError, match="cannot show"):
         grid.image_grid([("x", [np.zeros((2, 2, 2, 2))])])
+
+
+def test_captions_carry_the_id_split_and_patient() -> None:
+    cap = grid.caption("pneumoniamnist.npz#train/1234", split="test", patient=7, extra="sim 1")
+    lines = cap.split("\n")
+    assert "".join(lines[:-2]) == "pneumoniamnist.npz#train/1234"  # the id, wrapped
+    assert all(len(line) <= 14 for line in lines[:-2])
+    assert lines[-2:] == ["test · pt 7", "sim 1"]
+    assert grid.caption("a.png", split=None, patient=float("nan")) == "a.png"
+    assert grid.wrap_id("x" * 30) == "x" * 14 + "\n" + "x" * 14 + "\nxx"
+
+
+def test_leaks_are_near_duplicates_across_split_or_patients() -> None:
+    from enrich.redundancy import redundancy
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 32))
+    X[1] = X[0]  # train / test, same patient: a split leak
+    X[3] = X[2]  # both train, patients p2 and p3: a patient leak
+    X[5] = X[4]  # both train, same patient: fine
+    X[7] = X[6]  # val / test, different patients: both
+    X[9] = X[8] * 1.0001  # test / test, different patients: a patient leak
+    ids = [f"im{k}" for k in range(40)]
+    split = ["train"] * 40
+    split[1] = split[7] = split[8] = split[9] = "test"
+    split[6] = "val"
+    patient = [f"p{k}" for k in range(40)]
+    patient[1], patient[5] = "p0", "p4"
+    info = pd.DataFrame({"id": ids, "split": split, "patient_id": patient})
+    found = grid.leaks(redundancy(X), ids, X, info)
+    pairs = {(r["id_a"], r["id_b"]): r["crosses"] for r in S.records(found.pairs)}
+    assert pairs == {
+        ("im0", "im1"): "split",
+        ("im2", "im3"): "patients",
+        ("im6", "im7"): "split, patients",
+        ("im8", "im9"): "patients",
+    }
+    assert found.n_split == 2 and found.n_patients == 3 and found.threshold == 0.95
+    assert (found.pairs["similarity"] > 0.999).all()
+    # Without patient ids, only the split is checked; the list is capped, the counts are not.
+    few = grid.leaks(redundancy(X), ids, X, info.drop(columns="patient_id"), limit=1)
+    assert few.n_split == 2 and few.n_patients == 0 and len(few.pairs) == 1
+    with pytest.raises(EnrichError, match="one per image"):
+        grid.leaks(redundancy(X), ids[:3], X, info)
 
 
 def test_first_picks_are_beyond_the_shared_seed() -> None:
@@ -463,6 +522,48 @@ def test_report_with_workspace_has_coverage_redundancy_and_grids(tmp_path: Path)
     (run / "meta.json").write_text(json.dumps(meta))
     html2 = write_report(run, images=False).read_text(encoding="utf-8")
     assert 'id="fig-redundancy"' in html2 and 'id="grids"' not in html2
+
+
+def test_report_grids_show_ids_and_the_leakage_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from enrich.report import html as H
+
+    ws, manifest = make_workspace(tmp_path, leak=True)
+    run = make_run(
+        ws / "runs", subsets=make_subsets(manifest), name="quick", meta={"workspace": str(ws)}
+    )
+    drawn: list[Figure] = []
+    real = H._png
+    monkeypatch.setattr(H, "_png", lambda fig: (drawn.append(fig), real(fig))[1])
+    html = write_report(run).read_text(encoding="utf-8")
+    # Every figure of the page, the grids and Fig. 1 included, reads at phone width.
+    assert len(drawn) == 6
+    for fig in drawn:
+        assert fig.get_figwidth() <= plots.PHONE_WIDTH_IN + 1e-9
+        assert _smallest_text_px(fig) >= 9.0
+    # Every grid image has its id, split (and, without patient ids, no patient) under it.
+    grids = drawn[-2:]
+    for fig in grids:
+        for ax in (a for a in fig.axes if a.images):
+            cap = ax.get_xlabel()
+            assert cap.split("\n")[0].startswith("tiny.npz")
+            assert "\ntrain" in cap or "\ntest" in cap
+    dup = [ax.get_xlabel().replace("\n", "") for ax in grids[1].axes if ax.images]
+    assert any(c.startswith("tiny.npz#train/3train") for c in dup)
+    assert any(c.startswith("tiny.npz#train/47train") for c in dup)
+    # The ids again as text, to copy.
+    assert 'id="duplicate-ids"' in html and 'id="picks-ids"' in html
+    assert '<td class="l id">tiny.npz#train/47</td>' in html
+    # The leakage table: the test image that copies a training image, with both ids.
+    section = html[html.index('<section id="leakage">') :]
+    section = section[: section.index("</section>")]
+    assert "1 near-duplicate pair (similarity ≥ 0.95) crosses the train/test split" in section
+    assert re.search(
+        r'<td class="l id">tiny.npz#train/5</td><td class="l id">tiny.npz#test/0</td>'
+        r"<td>1.000</td><td class=\"l\">train / test</td>",
+        section,
+    )
 
 
 def test_report_reads_the_benchmark_outputs_without_a_workspace(tmp_path: Path) -> None:

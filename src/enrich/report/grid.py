@@ -4,13 +4,17 @@
   per strategy (ENRICH's picks look different from each other; random's repeat).
 - :func:`duplicates_grid`: the most redundant near-duplicate groups, one row per group.
 
-Both draw plain arrays. The helpers :func:`first_picks`, :func:`duplicate_examples` and
-:func:`load_images` get the ids and pixels from a benchmark run and its workspace.
+Both draw plain arrays, at most four images across so that a phone shows them (and the
+captions under them: image id, split, patient) readably. The helpers :func:`first_picks`,
+:func:`duplicate_examples` and :func:`load_images` get the ids and pixels from a benchmark
+run and its workspace; :func:`caption` writes an image's caption; :func:`leaks` finds the
+near-duplicate pairs that cross the train/test split or patients.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,13 +26,24 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "Leaks",
+    "caption",
     "duplicate_examples",
     "duplicates_grid",
     "first_picks",
     "image_grid",
+    "leaks",
     "load_images",
     "picks_grid",
+    "wrap_id",
 ]
+
+# Phone-readable layout (see enrich.report.plots): 4 cells of 1.08 in fit in 4.8 in, and no
+# text is under 9.5 pt.
+_MAX_COLS = 4
+_CELL_IN = 1.08
+_FONT_PT = 9.5
+_ID_CHARS = 14  # characters of an id per caption line at that size and cell width
 
 
 def _display(img: np.ndarray) -> np.ndarray:
@@ -56,21 +71,28 @@ def image_grid(
     rows: Sequence[tuple[str, Sequence[np.ndarray]]],
     *,
     captions: Sequence[Sequence[str]] | None = None,
-    cell: float = 1.25,
+    cell: float = _CELL_IN,
     title: str | None = None,
+    max_cols: int = _MAX_COLS,
 ) -> Figure:
-    """A grid of images, one labelled row per entry of `rows`.
+    """A grid of images, one labelled group per entry of `rows`.
+
+    A group longer than `max_cols` images wraps onto further lines. Its label is written
+    above its first image (as that axes' left title).
 
     Parameters
     ----------
     rows : sequence of (str, sequence of ndarray)
-        Row label and its images, each (H, W) grayscale or (H, W, 3) colour.
+        Group label and its images, each (H, W) grayscale or (H, W, 3) colour.
     captions : sequence of sequence of str, optional
-        A short caption under each image (same shape as the images in `rows`).
+        A caption under each image (same shape as the images in `rows`); lines split at
+        ``"\\n"``.
     cell : float
         Size of one image in inches.
     title : str, optional
         Figure title.
+    max_cols : int
+        At most this many images side by side.
 
     Returns
     -------
@@ -79,46 +101,124 @@ def image_grid(
     Examples
     --------
     >>> fig = image_grid([("a", [np.zeros((4, 4)), np.eye(4)])])
-    >>> len(fig.axes)
-    2
+    >>> len(fig.axes), fig.axes[0].get_title(loc="left")
+    (2, 'a')
     """
     if not rows or all(len(imgs) == 0 for _, imgs in rows):
         raise EnrichError("no images to show in the grid")
-    ncols = max(len(imgs) for _, imgs in rows)
-    nrows = len(rows)
-    fig = Figure(
-        figsize=(cell * ncols + 1.3, cell * nrows + (0.45 if title else 0.15) + 0.2 * nrows)
-    )
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for r, (label, imgs) in enumerate(rows):
-        for c in range(ncols):
-            ax = axes[r][c]
+    if max_cols < 1:
+        raise EnrichError(f"max_cols={max_cols}; expected at least 1")
+    ncols = min(max_cols, max(len(imgs) for _, imgs in rows))
+    n_lines = max([len(c.split("\n")) for caps in (captions or []) for c in caps if c] or [0])
+    line_in = _FONT_PT * 1.25 / 72.0
+    cap_h = n_lines * line_in + (0.08 if n_lines else 0.0)
+    label_h = 0.3
+    gap, margin = 0.1, 0.08
+    width = 2 * margin + ncols * cell + (ncols - 1) * gap
+    if title:  # wrapped to the figure's width (a 2-image grid is narrow)
+        import textwrap
+
+        title = textwrap.fill(title, width=max(12, int(width * 72 / (10.5 * 0.58))))
+    title_h = 0.2 + 0.2 * title.count("\n") + 0.25 if title else 0.05
+    # Lines of images, each (group index, first image index in the group).
+    lines = [(r, k) for r, (_, imgs) in enumerate(rows) for k in range(0, len(imgs), ncols)]
+    line_h = [cell + cap_h + 0.1 + (label_h if k == 0 else 0.0) for _, k in lines]
+    height = title_h + sum(line_h) + 0.05
+    fig = Figure(figsize=(width, height))
+    top = height - title_h
+    for (r, k), h in zip(lines, line_h, strict=True):
+        label, imgs = rows[r]
+        y = top - (label_h if k == 0 else 0.0) - cell  # bottom of this line's images
+        for c, i in enumerate(range(k, min(k + ncols, len(imgs)))):
+            x = margin + c * (cell + gap)
+            ax = fig.add_axes((x / width, y / height, cell / width, cell / height))
             ax.set_xticks([])
             ax.set_yticks([])
-            if c >= len(imgs):
-                ax.set_axis_off()
-                continue
-            img = _display(imgs[c])
+            img = _display(imgs[i])
             ax.imshow(
                 img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest"
             )
-            if captions is not None and c < len(captions[r]):
-                ax.set_xlabel(captions[r][c], fontsize=7)
+            ax.set_aspect("auto")
+            if captions is not None and i < len(captions[r]):
+                ax.set_xlabel(captions[r][i], fontsize=_FONT_PT, labelpad=3, linespacing=1.1)
             for spine in ax.spines.values():
                 spine.set_visible(False)
-        axes[r][0].set_ylabel(label, fontsize=9, rotation=0, ha="right", va="center", labelpad=6)
+            if i == 0:
+                ax.set_title(label, loc="left", fontsize=10.5, fontweight="bold", pad=4)
+        top -= h
     if title:
-        fig.suptitle(title, fontsize=10)
-    height = fig.get_figheight()
-    fig.subplots_adjust(
-        left=1.2 / fig.get_figwidth(),
-        right=0.99,
-        top=1 - (0.4 if title else 0.05) / height,
-        bottom=(0.25 if captions is not None else 0.05) / height,
-        wspace=0.08,
-        hspace=0.35,
-    )
+        fig.suptitle(title, fontsize=10.5, y=1 - 0.12 / height, va="top")
     return fig
+
+
+def wrap_id(image_id: str, width: int = _ID_CHARS) -> str:
+    """An image id broken into caption lines of at most `width` characters.
+
+    Lines break before a ``/``, ``#`` or ``_`` where possible, else anywhere.
+
+    >>> print(wrap_id("pneumoniamnist.npz#train/1234"))
+    pneumoniamnist
+    .npz#train
+    /1234
+    >>> wrap_id("a.png")
+    'a.png'
+    """
+    import re
+
+    parts = [p for p in re.split(r"(?=[/#_.])", str(image_id)) if p]
+    lines: list[str] = []
+    for part in parts:
+        while len(part) > width:  # one piece longer than a line: cut it
+            if lines and len(lines[-1]) < width:
+                room = width - len(lines[-1])
+                lines[-1] += part[:room]
+                part = part[room:]
+            else:
+                lines.append(part[:width])
+                part = part[width:]
+        if lines and len(lines[-1]) + len(part) <= width:
+            lines[-1] += part
+        elif part:
+            lines.append(part)
+    return "\n".join(lines)
+
+
+def caption(
+    image_id: str,
+    *,
+    split: object = None,
+    patient: object = None,
+    extra: str | None = None,
+) -> str:
+    """The caption under a grid image: its id (wrapped), then split and patient, then `extra`.
+
+    >>> print(caption("us/a.png", split="test", patient="P7", extra="sim 0.998"))
+    us/a.png
+    test · pt P7
+    sim 0.998
+    """
+    facts = []
+    if _known(split):
+        facts.append(str(split))
+    if _known(patient):
+        facts.append(f"pt {patient}")
+    lines = [wrap_id(image_id)]
+    if facts:
+        lines.append(" · ".join(facts))
+    if extra:
+        lines.append(extra)
+    return "\n".join(lines)
+
+
+def _known(value: object) -> bool:
+    if value is None:
+        return False
+    try:
+        if bool(np.isnan(value)):  # type: ignore[call-overload]
+            return False
+    except (TypeError, ValueError):
+        pass
+    return str(value).strip() not in ("", "nan", "None", "<NA>")
 
 
 def picks_grid(
@@ -296,6 +396,140 @@ def duplicate_examples(
             members = [members[0]] + [members[k] for k in rest]
         out.append([(str(ids[m]), float(sim[m])) for m in members[:max_size]])
     return out
+
+
+@dataclass(frozen=True)
+class Leaks:
+    """Near-duplicate pairs that cross the train/test split or patients.
+
+    Attributes
+    ----------
+    pairs : DataFrame
+        The most similar such pairs, most similar first: ``id_a, id_b, similarity,
+        split_a, split_b, patient_a, patient_b, crosses`` (``crosses``: ``"split"``,
+        ``"patients"`` or ``"split, patients"``).
+    n_split : int
+        All pairs at or above the threshold with one image in the test split and the other
+        in training (``train`` or ``val``).
+    n_patients : int
+        All such pairs whose images carry different patient ids.
+    threshold : float
+        The near-duplicate threshold.
+    unchecked : tuple of int
+        Sizes of groups too large to check pair by pair.
+    """
+
+    pairs: pd.DataFrame
+    n_split: int
+    n_patients: int
+    threshold: float
+    unchecked: tuple[int, ...] = ()
+
+
+def leaks(
+    result: Any,
+    ids: Sequence[str] | np.ndarray,
+    vectors: np.ndarray,
+    info: pd.DataFrame,
+    *,
+    limit: int = 25,
+    max_group: int = 20_000,
+    block: int = 1024,
+) -> Leaks:
+    """Pairs of near-duplicates (similarity ≥ the threshold) that cross train/test or patients.
+
+    Every pair at or above ``result.group_threshold`` lies inside one near-duplicate group
+    (the groups are connected components of that graph), so each group is checked pair by
+    pair, in row blocks. A test image with a near-duplicate in training inflates the test
+    score; two "different" patients with the same image point at a duplicated scan or a
+    patient-id error. Both are worth a look before trusting the benchmark.
+
+    Parameters
+    ----------
+    result : RedundancyResult
+        From :func:`enrich.redundancy` on `vectors`.
+    ids : sequence of str of shape (n_images,)
+        Image ids, in the order of `vectors`.
+    vectors : ndarray of shape (n_images, n_dims)
+        The embeddings.
+    info : DataFrame
+        ``id`` and, where known, ``split`` (``train``/``val``/``test``) and ``patient_id``.
+    limit : int
+        How many pairs to list (all are counted).
+    max_group : int
+        Larger groups are not checked (their sizes are in ``unchecked``).
+
+    Returns
+    -------
+    Leaks
+    """
+    import pandas as pd
+
+    ids = np.asarray(ids).astype(str)
+    if len(vectors) != len(ids):
+        raise EnrichError(f"{len(vectors)} vectors but {len(ids)} ids; expected one per image")
+    facts = info.assign(id=info["id"].astype(str)).drop_duplicates("id").set_index("id")
+
+    def column(name: str) -> np.ndarray:
+        if name not in facts.columns:
+            return np.full(len(ids), "", dtype=object)
+        col = facts[name].reindex(ids)
+        return np.array([str(v) if _known(v) else "" for v in col], dtype=object)
+
+    split = column("split")
+    patient = column("patient_id")
+    is_test = split == "test"
+    is_train = np.isin(split, ["train", "val"])
+    thr = float(result.group_threshold)
+    found: list[tuple[float, int, int, bool, bool]] = []
+    n_split = n_patients = 0
+    unchecked = []
+    for g in result.groups():
+        g = np.sort(np.asarray(g, dtype=np.int64))
+        if len(g) > max_group:
+            unchecked.append(len(g))
+            continue
+        V = np.asarray(vectors[g], dtype=np.float64)  # (m, d)
+        V /= np.maximum(np.linalg.norm(V, axis=1, keepdims=True), 1e-12)
+        for a in range(0, len(g), block):
+            sim = V[a : a + block] @ V.T  # (b, m)
+            rows, cols = np.nonzero(sim >= thr)
+            keep = cols > rows + a  # each pair once
+            rows, cols = rows[keep] + a, cols[keep]
+            i, j = g[rows], g[cols]
+            cross_split = (is_test[i] & is_train[j]) | (is_train[i] & is_test[j])
+            cross_pt = (patient[i] != "") & (patient[j] != "") & (patient[i] != patient[j])
+            n_split += int(cross_split.sum())
+            n_patients += int(cross_pt.sum())
+            hit = cross_split | cross_pt
+            vals = sim[rows[hit] - a, cols[hit]]
+            found += zip(
+                vals.tolist(),
+                i[hit].tolist(),
+                j[hit].tolist(),
+                cross_split[hit].tolist(),
+                cross_pt[hit].tolist(),
+                strict=True,
+            )
+            if len(found) > 4 * limit:
+                found = sorted(found, key=lambda t: (-t[0], t[1], t[2]))[:limit]
+    found = sorted(found, key=lambda t: (-t[0], t[1], t[2]))[:limit]
+    records = [
+        {
+            "id_a": ids[i],
+            "id_b": ids[j],
+            "similarity": v,
+            "split_a": split[i],
+            "split_b": split[j],
+            "patient_a": patient[i],
+            "patient_b": patient[j],
+            "crosses": ", ".join(w for w, on in (("split", cs), ("patients", cp)) if on),
+        }
+        for v, i, j, cs, cp in found
+    ]
+    columns = ["id_a", "id_b", "similarity", "split_a", "split_b", "patient_a", "patient_b"]
+    pairs = pd.DataFrame(records, columns=[*columns, "crosses"])
+    return Leaks(pairs, n_split, n_patients, thr, tuple(unchecked))
 
 
 def load_images(

@@ -485,8 +485,16 @@ def build_context(
             figures["redundancy"] = fig1
         except _OPTIONAL_ERRORS as exc:
             notes.append(f"Redundancy (Figure 1) could not be computed: {exc}")
+    info = _image_info(run, manifest)
+    leakage = None
+    if red is not None and red_emb is not None and info is not None:
+        try:
+            leakage = _leakage(red, red_emb, info)
+        except _OPTIONAL_ERRORS as exc:
+            notes.append(f"Near-duplicates across the split could not be checked: {exc}")
+    grid_ids: dict[str, list[dict[str, str]]] = {}
     if images and manifest is not None:
-        made, grid_notes = _grids(run, manifest, red, red_emb)
+        made, grid_ids, grid_notes = _grids(run, manifest, info, red, red_emb)
         grids.update(made)
         notes.extend(grid_notes)
     if run.subsets is None:
@@ -536,6 +544,8 @@ def build_context(
         "compared": [_label(n) for n in names if n != baseline],
         "figures": figures,
         "grids": grids,
+        "grid_ids": grid_ids,
+        "leakage": leakage,
         "coverage": coverage_tables,
         "coverage_ids": any(r["what"] != "images" for t in coverage_tables for r in t["rows"]),
         "redundancy": redundancy_summary,
@@ -731,12 +741,79 @@ def _redundancy(ws: Any, meta: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]
     return res, emb, info, _png(fig)
 
 
+def _image_info(run: RunData, manifest: pd.DataFrame | None) -> pd.DataFrame | None:
+    """id, split, patient_id, label of every known image: the benchmark's split.parquet
+    first (its split is the one the models used), the workspace manifest for the rest."""
+    import pandas as pd
+
+    cols = ["id", "split", "patient_id", "label"]
+    parts = []
+    for table in (run.split, manifest):
+        if table is not None and "id" in table.columns:
+            t = table[[c for c in cols if c in table.columns]].copy()
+            t["id"] = t["id"].astype(str)
+            parts.append(t)
+    if not parts:
+        return None
+    info = pd.concat(parts, ignore_index=True).drop_duplicates("id", keep="first")
+    for c in cols:
+        if c not in info.columns:
+            info[c] = None
+    return info[cols].reset_index(drop=True)
+
+
+def _facts(info: pd.DataFrame | None, image_id: str) -> dict[str, str]:
+    from enrich.report.grid import _known
+
+    out = {"split": "", "patient": "", "label": ""}
+    if info is None:
+        return out
+    row = info.loc[info["id"] == image_id]
+    if row.empty:
+        return out
+    r = row.iloc[0]
+    for key, col in (("split", "split"), ("patient", "patient_id"), ("label", "label")):
+        out[key] = str(r[col]) if _known(r[col]) else ""
+    return out
+
+
+def _leakage(red: Any, emb: Any, info: pd.DataFrame) -> dict[str, Any] | None:
+    from enrich.report.grid import leaks
+
+    has_split = info["split"].astype(str).isin(["test"]).any()
+    has_patients = info["patient_id"].notna().any()
+    if not (has_split or has_patients):
+        return None
+    found = leaks(red, emb.ids, emb.vectors, info)
+    return {
+        "threshold": f"{found.threshold:g}",
+        "n_split": found.n_split,
+        "n_patients": found.n_patients,
+        "has_split": bool(has_split),
+        "has_patients": bool(has_patients),
+        "shown": len(found.pairs),
+        "unchecked": [f"{n:,}" for n in found.unchecked],
+        "rows": [
+            {
+                "a": r["id_a"],
+                "b": r["id_b"],
+                "similarity": f"{r['similarity']:.3f}",
+                "split": f"{r['split_a'] or '?'} / {r['split_b'] or '?'}",
+                "patients": f"{r['patient_a'] or '?'} / {r['patient_b'] or '?'}",
+                "crosses": r["crosses"],
+            }
+            for r in S.records(found.pairs)
+        ],
+    }
+
+
 def _grids(
-    run: RunData, manifest: pd.DataFrame, red: Any, emb: Any
-) -> tuple[dict[str, str], list[str]]:
+    run: RunData, manifest: pd.DataFrame, info: pd.DataFrame | None, red: Any, emb: Any
+) -> tuple[dict[str, str], dict[str, list[dict[str, str]]], list[str]]:
     from enrich.report import grid
 
     out: dict[str, str] = {}
+    ids: dict[str, list[dict[str, str]]] = {}
     notes: list[str] = []
     picks: dict[str, list[str]] = {}
     if run.subsets is not None:
@@ -748,15 +825,25 @@ def _grids(
     )
     wanted = [i for v in picks.values() for i in v] + [i for g in groups for i, _ in g]
     if not wanted:
-        return out, notes
+        return out, ids, notes
     try:
         pixels = grid.load_images(manifest, wanted)
     except _OPTIONAL_ERRORS as exc:
-        return out, [f"Images could not be read for the grids: {exc}"]
+        return out, ids, [f"Images could not be read for the grids: {exc}"]
     if picks:
         shown = {k: [i for i in v if i in pixels] for k, v in picks.items()}
         if all(shown.values()):
-            caps = _captions(manifest, shown)
+            caps: dict[str, list[str]] = {}
+            ids["picks"] = []
+            for k, v in shown.items():
+                caps[k] = []
+                for n, i in enumerate(v, start=1):
+                    f = _facts(info, i)
+                    label = f"label {f['label']}" if f["label"] else None
+                    caps[k].append(
+                        grid.caption(i, split=f["split"], patient=f["patient"], extra=label)
+                    )
+                    ids["picks"].append({"group": f"{_label(k)} #{n}", "id": i, **f})
             out["picks"] = _png(
                 grid.picks_grid(
                     {k: [pixels[i] for i in v] for k, v in shown.items()}, captions=caps
@@ -768,40 +855,25 @@ def _grids(
         rows = [[(i, s) for i, s in g if i in pixels] for g in groups]
         rows = [g for g in rows if len(g) >= 2]
         if rows:
+            dup_caps = []
+            ids["duplicates"] = []
+            for n, g in enumerate(rows, start=1):
+                line = []
+                for i, sim in g:
+                    f = _facts(info, i)
+                    line.append(
+                        grid.caption(
+                            i, split=f["split"], patient=f["patient"], extra=f"sim {sim:.3f}"
+                        )
+                    )
+                    ids["duplicates"].append(
+                        {"group": f"group {n}", "id": i, "similarity": f"{sim:.3f}", **f}
+                    )
+                dup_caps.append(line)
             out["duplicates"] = _png(
-                grid.duplicates_grid(
-                    [[pixels[i] for i, _ in g] for g in rows],
-                    captions=[[f"{s:.3f}" for _, s in g] for g in rows],
-                )
+                grid.duplicates_grid([[pixels[i] for i, _ in g] for g in rows], captions=dup_caps)
             )
-    return out, notes
-
-
-def _captions(manifest: pd.DataFrame, shown: dict[str, list[str]]) -> dict[str, list[str]] | None:
-    col = next(
-        (
-            c
-            for c in ("patient_id", "clip_id")
-            if c in manifest.columns and manifest[c].notna().any()
-        ),
-        None,
-    )
-    lab = "label" in manifest.columns and manifest["label"].notna().any()
-    if col is None and not lab:
-        return None
-    m = manifest.assign(id=manifest["id"].astype(str)).set_index("id")
-    out = {}
-    for k, v in shown.items():
-        caps = []
-        for i in v:
-            parts = []
-            if col is not None:
-                parts.append(f"{'pt' if col == 'patient_id' else 'clip'} {m.at[i, col]!s}")
-            if lab:
-                parts.append(f"label {m.at[i, 'label']!s}")
-            caps.append("\n".join(parts))
-        out[k] = caps
-    return out
+    return out, ids, notes
 
 
 def _provenance(run: RunData) -> dict[str, Any]:

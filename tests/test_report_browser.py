@@ -123,3 +123,58 @@ def test_report_screenshot_is_not_blank(report: Path, tmp_path: Path) -> None:
     # Text and figures make a busy page: many distinct gray levels, not a blank or error page.
     assert img.std() > 20
     assert len(np.unique(img)) > 50
+
+
+# Headless Chromium windows are at least 500 px wide, so the phone is an iframe of the
+# phone's width (its own viewport: the page's media queries see the phone width). After it
+# loads, record the page's width against the frame's, and each figure's shown vs natural width.
+PHONE_PAGE = """<!DOCTYPE html><html><body style="margin:0">
+<iframe id="phone" style="border:0;width:{width}px;height:{height}px" srcdoc="{srcdoc}"></iframe>
+<script>document.getElementById('phone').addEventListener('load', function () {{
+  var w = this.contentWindow, d = this.contentDocument, b = document.body;
+  b.setAttribute('data-scroll-width', d.documentElement.scrollWidth);
+  b.setAttribute('data-inner-width', w.innerWidth);
+  var out = [];
+  d.querySelectorAll('img').forEach(function (i) {{
+    out.push(i.getBoundingClientRect().width + 'x' + i.naturalWidth + 'x' + i.alt);}});
+  b.setAttribute('data-imgs', out.join('|'));
+  b.setAttribute('data-probed', 'yes');}});</script></body></html>"""
+
+
+@pytest.mark.parametrize("width", [360, 420])
+def test_report_fits_a_phone_and_its_figure_text_stays_readable(
+    report: Path, tmp_path: Path, width: int
+) -> None:
+    import html
+
+    from PIL import Image
+
+    from enrich.report.plots import DPI, MIN_FONT_PT
+
+    page = tmp_path / "phone.html"
+    source = html.escape(report.read_text(encoding="utf-8"), quote=True)
+    page.write_text(PHONE_PAGE.format(width=width, height=2400, srcdoc=source), encoding="utf-8")
+    res = _chromium(tmp_path, "--window-size=600,2400", "--dump-dom", page.as_uri())
+    assert res.returncode == 0, res.stderr[-2000:]
+    dom = _Collect()
+    dom.feed(res.stdout)
+    assert dom.body.get("data-probed") == "yes", "the page did not finish loading"
+    inner = float(dom.body["data-inner-width"] or 0)
+    assert inner == width
+    # Nothing sticks out sideways (wide tables scroll inside their own box).
+    assert float(dom.body["data-scroll-width"] or 0) <= inner
+    imgs = (dom.body.get("data-imgs") or "").split("|")
+    assert len(imgs) == 6
+    smallest = MIN_FONT_PT / 72.0 * DPI  # the smallest figure text, in PNG pixels
+    for entry in imgs:
+        shown_s, natural_s, alt = entry.split("x", 2)
+        shown, natural = float(shown_s), float(natural_s)
+        assert 0 < shown <= inner - 20, alt  # page margins of at least 10 px each side
+        # Shrunk to the phone's width, the smallest text is still about 9 px tall.
+        assert smallest * shown / natural >= 9.0, (alt, shown, natural)
+    # A screenshot of the phone's view, to look at (kept in the test's tmp folder).
+    shot = tmp_path / f"phone-{width}.png"
+    res = _chromium(tmp_path, "--window-size=600,2400", f"--screenshot={shot}", page.as_uri())
+    assert res.returncode == 0 and shot.is_file(), res.stderr[-2000:]
+    view = np.asarray(Image.open(shot).convert("L"), dtype=float)[:, :width]
+    assert view.std() > 20 and len(np.unique(view)) > 50

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "DPI",
     "FULL_COLOR",
     "METRIC_LABELS",
     "MIN_FONT_PT",
@@ -60,6 +61,8 @@ METRIC_LABELS = {"auc": "AUC (test set)", "jaccard": "Mean Jaccard (test set)"}
 #: 336 px a 360-px phone leaves for it is 9.2 px.
 PHONE_WIDTH_IN = 4.8
 MIN_FONT_PT = 9.5
+#: Resolution of the PNGs in the report (sharp on high-density phone screens).
+DPI = 160
 
 
 def strategy_colors(names: Iterable[str]) -> dict[str, str]:
@@ -109,8 +112,8 @@ def readable(fig: Figure, min_pt: float = MIN_FONT_PT) -> Figure:
     return fig
 
 
-def figure_png(fig: Figure, *, dpi: int = 160) -> bytes:
-    """Render a figure to PNG bytes (160 dpi: sharp on high-density phone screens)."""
+def figure_png(fig: Figure, *, dpi: int = DPI) -> bytes:
+    """Render a figure to PNG bytes."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()

@@ -634,6 +634,12 @@ def test_report_notes_when_underpowered_or_incomplete(tmp_path: Path) -> None:
     run = make_run(tmp_path, make_results(inits=2, models=2), name="four")
     html = write_report(run).read_text(encoding="utf-8")
     assert 'id="power-note"' in html and "only 4 models" in html
+    # The claim stands (4 vs 4 can reach p = 0.029), but the next step words it as weakly
+    # as the caution box does.
+    assert '<div class="big headline-number">50%</div>' in _card(html, "enrich")
+    step = re.search(r'<p id="next-step">(.*?)</p>', html, re.S)
+    assert step and "matched" not in step.group(1)
+    assert "no detectable difference" in step.group(1) and "caution below" in step.group(1)
     # No full-set models: still a report, with a note and without Fig. 4.
     t = make_results()
     run = make_run(tmp_path, t.loc[t["strategy"] != S.FULL], name="nofull")
@@ -711,6 +717,35 @@ def test_incomplete_run_has_a_banner_with_the_missing_count(tmp_path: Path) -> N
     # The complete run has no banner.
     html = write_report(make_run(tmp_path, name="complete")).read_text(encoding="utf-8")
     assert 'id="incomplete"' not in html and "None: all 70 model runs finished" in html
+
+
+@pytest.mark.slow
+def test_incomplete_banner_from_a_real_benchmark_run(tmp_path: Path) -> None:
+    # meta.json as the benchmark writes it: a complete run has no banner; cutting the last
+    # rows off results.csv (an interrupted run) shows exactly that many missing.
+    from enrich.evaluate.data import BenchmarkData
+    from enrich.evaluate.protocol import run_benchmark
+
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 2
+    x = rng.normal(size=(60, 16, 16)) + y[:, None, None]
+    data = BenchmarkData.from_arrays(x, labels=y, vectors=rng.normal(size=(60, 8)))
+    cfg = {
+        "initializations": 1,
+        "models": 1,
+        "initial": 10,
+        "sizes": [20, 30],
+        "model": {"input_size": 16, "block_inplanes": [4, 8, 8, 8], "layers": [1, 1, 1, 1]},
+        "train": {"epochs": 1, "patience": None, "batch_size": 16},
+        "split": {"test_fraction": 0.3},
+    }
+    run = run_benchmark(data, cfg, tmp_path / "run", progress=False, report=False).out
+    html = write_report(run).read_text(encoding="utf-8")
+    assert 'id="incomplete"' not in html and "None: all 5 model runs finished" in html
+    lines = (run / "results.csv").read_text().splitlines(keepends=True)
+    (run / "results.csv").write_text("".join(lines[:-2]))
+    html = write_report(run).read_text(encoding="utf-8")
+    assert "2 of 5 planned models are missing" in html
 
 
 def test_segmentation_report(tmp_path: Path) -> None:

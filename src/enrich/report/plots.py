@@ -320,7 +320,7 @@ def plot_performance(
         )
     else:
         ax.legend(handles, labels, loc="lower right", frameon=True)
-    return readable(fig)
+    return readable(fig) if own else fig  # a caller's own figure keeps its fonts
 
 
 def _spaced(ticks: list[float], *, min_ratio: float = 1.45) -> list[float]:
@@ -410,6 +410,7 @@ def plot_labeling_time(
         alpha=alpha,
         rule=rule,
     )
+    own = ax is None
     fig, ax = _axes(ax, (PHONE_WIDTH_IN, 3.8))
     colors = strategy_colors([*times["strategy"], S.FULL])
     n = int(times["n_train"].iloc[0]) if len(times) else int(n_train or 0)
@@ -436,7 +437,7 @@ def plot_labeling_time(
     ax.set_ylim(0, max(heights) * 1.3 if max(heights) > 0 else 1)
     ax.set_title(f"At {seconds_per_image:g} s per image", fontsize=10)
     ax.grid(axis="y", alpha=0.25, zorder=0)
-    return readable(fig)
+    return readable(fig) if own else fig  # a caller's own figure keeps its fonts
 
 
 # --------------------------------------------------------------------------- Fig. 5
@@ -465,6 +466,7 @@ def plot_pooled(
     pooled = S.pooled_comparison(
         table, metric=metric, baseline=baseline, exclude_sizes=shared_sizes
     )
+    own = ax is None
     fig, ax = _axes(ax, (PHONE_WIDTH_IN, 4.0))
     values = pooled.values
     names = S.strategies(values, baseline=baseline)
@@ -508,7 +510,7 @@ def plot_pooled(
     if lines:
         ax.set_title("\n".join(lines), fontsize=MIN_FONT_PT)
     ax.grid(axis="y", alpha=0.25)
-    return readable(fig)
+    return readable(fig) if own else fig  # a caller's own figure keeps its fonts
 
 
 # --------------------------------------------------------------------------- Fig. 1

@@ -763,15 +763,13 @@ def _image_info(run: RunData, manifest: pd.DataFrame | None) -> pd.DataFrame | N
 
 
 def _facts(info: pd.DataFrame | None, image_id: str) -> dict[str, str]:
+    """Split, patient and label of one image; `info` is :func:`_image_info` indexed by id."""
     from enrich.report.grid import _known
 
     out = {"split": "", "patient": "", "label": ""}
-    if info is None:
+    if info is None or image_id not in info.index:
         return out
-    row = info.loc[info["id"] == image_id]
-    if row.empty:
-        return out
-    r = row.iloc[0]
+    r = info.loc[image_id]
     for key, col in (("split", "split"), ("patient", "patient_id"), ("label", "label")):
         out[key] = str(r[col]) if _known(r[col]) else ""
     return out
@@ -826,6 +824,8 @@ def _grids(
     wanted = [i for v in picks.values() for i in v] + [i for g in groups for i, _ in g]
     if not wanted:
         return out, ids, notes
+    if info is not None:  # one lookup per image shown
+        info = info.loc[info["id"].isin(set(wanted))].set_index("id")
     try:
         pixels = grid.load_images(manifest, wanted)
     except _OPTIONAL_ERRORS as exc:

@@ -323,31 +323,53 @@ class IdMatcher:
     """
 
     def __init__(self, manifest: pd.DataFrame, exported: dict[str, str] | None = None) -> None:
-        ids = manifest["id"].astype(str).tolist()
-        srcs = manifest["source_path"].astype(str).tolist()
         import pandas as pd
 
-        frames = manifest["frame"].tolist() if "frame" in manifest.columns else [None] * len(ids)
-        self.ids = set(ids)
+        self._ids = manifest["id"].astype(str).tolist()
+        self._srcs = manifest["source_path"].astype(str).tolist()
+        frames: list[int | None]
+        if "frame" in manifest.columns:
+            col = pd.to_numeric(manifest["frame"], errors="coerce").astype("Int64")
+            frames = [None if pd.isna(v) else int(v) for v in col.to_numpy(dtype=float)]
+        else:
+            frames = [None] * len(self._ids)
+        self.ids = set(self._ids)
         self.exported = dict(exported or {})
         self.by_path: dict[str, list[str]] = {}
-        self.frame_of: dict[str, int | None] = {}
-        self.suffix: dict[str, set[str]] = {}  # path suffix -> files (ids without '#', or paths)
-        self.files: dict[str, list[str]] = {}  # file key -> ids of its frames
-        for i, src, fr in zip(ids, srcs, frames, strict=True):
+        self.frame_of: dict[str, int | None] = dict(zip(self._ids, frames, strict=True))
+        self.files: dict[str, list[str]] = {}  # file key (id without '#k') -> ids of its frames
+        for i, src in zip(self._ids, self._srcs, strict=True):
             self.by_path.setdefault(src, []).append(i)
-            self.by_path.setdefault(_norm(src), []).append(i)
-            self.frame_of[i] = None if pd.isna(fr) else int(fr)
-            stem = i.rsplit("#", 1)[0] if "#" in i else i
-            self.files.setdefault(stem, []).append(i)
-            for path in (stem, PurePosixPath(src.replace("\\", "/")).as_posix()):
-                parts = [x for x in path.split("/") if x]
+            self.files.setdefault(i.rsplit("#", 1)[0] if "#" in i else i, []).append(i)
+        # built on first need: most files name exact ids or paths
+        self._by_norm: dict[str, list[str]] | None = None
+        self._suffix: dict[str, set[str]] | None = None
+
+    @property
+    def by_norm(self) -> dict[str, list[str]]:
+        if self._by_norm is None:
+            self._by_norm = {}
+            for src, members in self.by_path.items():
+                self._by_norm.setdefault(_norm(src), []).extend(members)
+        return self._by_norm
+
+    @property
+    def suffix(self) -> dict[str, set[str]]:
+        """Path suffix -> file keys (or ``"\\0" + exported name``)."""
+        if self._suffix is None:
+            index: dict[str, set[str]] = {}
+            for i, src in zip(self._ids, self._srcs, strict=True):
+                stem = i.rsplit("#", 1)[0] if "#" in i else i
+                for path in (stem, PurePosixPath(src.replace("\\", "/")).as_posix()):
+                    parts = [x for x in path.split("/") if x]
+                    for k in range(len(parts)):
+                        index.setdefault("/".join(parts[k:]), set()).add(stem)
+            for name in self.exported:
+                parts = [x for x in name.replace("\\", "/").split("/") if x]
                 for k in range(len(parts)):
-                    self.suffix.setdefault("/".join(parts[k:]), set()).add(stem)
-        for name in self.exported:
-            parts = [x for x in name.replace("\\", "/").split("/") if x]
-            for k in range(len(parts)):
-                self.suffix.setdefault("/".join(parts[k:]), set()).add("\0" + name)
+                    index.setdefault("/".join(parts[k:]), set()).add("\0" + name)
+            self._suffix = index
+        return self._suffix
 
     def match(self, key: str, frame: int | None = None) -> list[str]:
         """Ids for `key` (several for a multi-frame file without a frame); [] if unknown,
@@ -359,7 +381,7 @@ class IdMatcher:
             return [self.exported[key]]
         hits = self.by_path.get(key) or self.files.get(key)
         if hits is None and (os.sep in key or "/" in key):
-            hits = self.by_path.get(_norm(key))
+            hits = self.by_norm.get(_norm(key))
         if hits is None:
             parts = [x for x in key.replace("\\", "/").split("/") if x]
             for k in range(len(parts)):

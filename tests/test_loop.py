@@ -732,3 +732,31 @@ def test_monailabel_export_names_sort_in_order(ws: Workspace, tmp_path: Path) ->
     assert (store / names[0]).read_bytes() == Path(
         ws.manifest().set_index("id").at[b.ids[0], "source_path"]
     ).read_bytes()
+
+
+REAL_LS_EXPORT = Path(__file__).parent / "data" / "labelstudio" / "export-label-studio-1.23.2.json"
+
+
+def test_a_real_label_studio_export_comes_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The export of scripts/check_labelstudio.sh, as Label Studio 1.23.2 wrote it."""
+    ids = [f"images/p{i % 8}_img{i:02d}.png" for i in range(40)]
+    ws = Workspace.create(tmp_path / "ws")
+    ws.write_manifest(pd.DataFrame({"id": ids, "source_path": [f"/d/{i}" for i in ids]}))
+    ws.write_embeddings(Embeddings(np.array(ids), clustered(40, 4, seed=0)))
+    (ws.runs_dir / "batches").mkdir(parents=True)
+    (ws.runs_dir / "batches" / "workspace-uid").write_text("9fe14c37217c\n")
+    assert main(["labels", "import", str(REAL_LS_EXPORT), "-w", str(ws.path)]) == 0
+    tasks = sorted(json.loads(REAL_LS_EXPORT.read_text()), key=lambda t: t["data"]["enrich_rank"])
+    m = ws.manifest().set_index("id")
+    got = m.loc[[t["data"]["enrich_id"] for t in tasks], "label"].tolist()
+    assert got == ["abnormal" if k % 3 == 0 else "normal" for k in range(len(tasks))]
+    assert int(m["label"].notna().sum()) == 12
+    # the same export against another workspace: refused, nothing written
+    (ws.runs_dir / "batches" / "workspace-uid").write_text("0123456789ab\n")
+    before = ws.manifest_path.read_bytes()
+    fails(
+        capsys, ["labels", "import", str(REAL_LS_EXPORT), "-w", str(ws.path)], "different project"
+    )
+    assert ws.manifest_path.read_bytes() == before

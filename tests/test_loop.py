@@ -760,3 +760,16 @@ def test_a_real_label_studio_export_comes_back(
         capsys, ["labels", "import", str(REAL_LS_EXPORT), "-w", str(ws.path)], "different project"
     )
     assert ws.manifest_path.read_bytes() == before
+
+
+def test_export_order_api_takes_a_bare_table(tmp_path: Path) -> None:
+    from enrich.loop.export import export_order
+
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(b"x")
+    order = pd.DataFrame(
+        {"id": ["b.png", "a.png"], "path": [str(tmp_path / "b.png"), str(tmp_path / "a.png")]}
+    )
+    out = export_order(order, tmp_path / "o", format="cvat", root=tmp_path, job_size=1)
+    data = json.loads((out.out / "data.json").read_text())
+    assert data["job_file_mapping"] == [["b.png"], ["a.png"]]

@@ -24,6 +24,8 @@ Examples
 --------
 >>> import pandas as pd, tempfile, pathlib
 >>> root = pathlib.Path(tempfile.mkdtemp())
+>>> for name in ("a.png", "b.png"):
+...     _ = (root / name).write_bytes(b"")
 >>> order = pd.DataFrame({"rank": [0, 1], "id": ["b.png", "a.png"],
 ...                       "path": [str(root / "b.png"), str(root / "a.png")]})
 >>> out = export_order(order, root / "out", format="labelstudio", root=root)
@@ -265,6 +267,10 @@ def export_order(
     import pandas as pd
 
     t = table.copy()
+    if "rank" not in t.columns:
+        t.insert(0, "rank", range(len(t)))
+    if "frame" not in t.columns:
+        t["frame"] = pd.array([pd.NA] * len(t), dtype="Int64")
     t["file"] = t["path"].astype(str)
     if extract_frames:
         frames = _extract_frames(t, ws, out)

@@ -12,6 +12,10 @@ A workspace is a folder a user can browse::
       model/             the embedder: config.json (params, seed, data fingerprint) + weights
       skipped.csv        source_path, reason: files that could not be read
       runs/<name>/       orders, benchmark results, figures, reports
+      runs/batches/      the labeling loop's batch records (enrich.loop.batches)
+
+``enrich labels import`` adds a ``labeled_at`` column (ISO time, UTC) beside ``label``: the
+images labeled through the loop, which ``enrich next`` counts as labeled.
 
 Every file is written atomically (:mod:`enrich._atomic`). ``enrich embed`` writes the
 embeddings before the manifest, so an interrupted run leaves a manifest whose every image has

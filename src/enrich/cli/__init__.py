@@ -29,6 +29,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "prove it: ENRICH vs random subsets, trained models, stats",
     ),
     "report": ("enrich.cli.report", "write the HTML report of a benchmark run"),
+    "next": ("enrich.cli.next", "the next batch to label, given what is labeled so far"),
+    "export": ("enrich.cli.export", "an order or batch for Label Studio, CVAT or MONAI Label"),
+    "labels": ("enrich.cli.labels", "read labels back: `enrich labels import FILE`"),
 }
 
 

@@ -36,6 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--strategy", choices=sorted(SELECTORS), default="enrich", help="default: enrich"
     )
     parser.add_argument(
+        "--until-similarity",
+        type=float,
+        metavar="T",
+        help="stop the order where every image left has a ranked neighbour with cosine "
+        "similarity above T (e.g. 0.95); order.json records where T = 0.9 and 0.95 are reached",
+    )
+    parser.add_argument(
         "--out",
         "-o",
         metavar="CSV",
@@ -82,6 +89,11 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and out.is_dir():
         raise EnrichError(f"--out {out} is a folder; expected a .csv file path")
     X = check_vectors(emb.vectors, ids=emb.ids, name=f"embeddings {name}")
+    until = args.until_similarity
+    if until is not None and (args.strategy != "enrich" or not -1.0 <= until <= 1.0):
+        raise EnrichError(
+            f"--until-similarity {until}: expected a cosine in [-1, 1] with --strategy enrich"
+        )
 
     if args.labeled is not None:
         wanted = read_id_list(args.labeled)
@@ -110,6 +122,15 @@ def run(args: argparse.Namespace) -> int:
             "initial": result.initial,
         }
     )
+    from enrich.loop.stopping import images_to_reach, stopping_summary
+
+    stopping = stopping_summary(result.max_similarity)
+    if until is not None:
+        cut = images_to_reach(result.max_similarity, thresholds=(until,))[f"{until:g}"]
+        if cut is not None:
+            table = table.iloc[:cut]
+        stopping["until_similarity"] = until
+        stopping["stopped_at"] = cut
     if manifest is not None:
         cols = [c for c in ("source_path", "patient_id", "clip_id") if c in manifest.columns]
         extra = manifest.set_index("id")[cols].reindex(table["id"]).reset_index(drop=True)
@@ -130,15 +151,27 @@ def run(args: argparse.Namespace) -> int:
             "budget": args.budget,
             "n_images": len(X),
             "n_dims": int(X.shape[1]),
-            "n_ranked": len(result.order),
+            "n_ranked": len(table),
+            "stopping": stopping,
             "input": str(args.embeddings or args.workspace),
             "input_fingerprint": fingerprint(emb.vectors, emb.ids),
             "seconds": round(seconds, 3),
             "engine": result.info,
         },
     )
+    if np.isfinite(result.max_similarity).sum() >= 3:
+        from enrich._atomic import atomic_path
+        from enrich.loop.stopping import plot_stopping_curve
+
+        with atomic_path(out.with_name(f"{out.stem}-stopping.png")) as tmp:
+            plot_stopping_curve(result.max_similarity).savefig(tmp, dpi=110)
+    reach = ", ".join(
+        f"T={t}: {n:,}" for t, n in stopping["images_to_reach_similarity"].items() if n is not None
+    )
+    if reach:
+        print(f"every image left has a ranked neighbour above T after: {reach} images")
     print(
-        f"ranked {len(result.order):,} of {len(X):,} images "
+        f"ranked {len(table):,} of {len(X):,} images "
         f"({result.n_initial:,} initial) in {seconds:.1f}s -> {out} (+ {sidecar.name})"
     )
     return 0

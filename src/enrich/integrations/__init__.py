@@ -1,0 +1,1 @@
+"""Integrations with labeling tools (each behind its optional extra)."""

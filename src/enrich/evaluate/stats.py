@@ -123,7 +123,9 @@ def read_results(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise EnrichError(f"{csv} is empty; expected one row per trained model") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise EnrichError(f"{csv} is not a readable CSV results table: {exc}") from None
-    return check_results(table, source=str(csv))
+    from enrich.evaluate.results import drop_duplicate_models
+
+    return drop_duplicate_models(check_results(table, source=str(csv)), source=str(csv))
 
 
 def check_results(table: pd.DataFrame, *, source: str = "results table") -> pd.DataFrame:

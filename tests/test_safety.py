@@ -225,6 +225,17 @@ def test_a_link_planted_at_the_temporary_name_is_not_followed(tmp_path: Path) ->
     assert not target.is_symlink() and target.read_text() == "new"
 
 
+def test_a_write_that_wrote_nothing_keeps_the_old_file(tmp_path: Path) -> None:
+    from enrich._atomic import atomic_path
+
+    target = tmp_path / "e.npz"
+    target.write_bytes(b"old")
+    with pytest.raises(FileNotFoundError, match="nothing was written"):
+        with atomic_path(target) as tmp:
+            (tmp.parent / (tmp.name + ".npz")).write_bytes(b"elsewhere")  # as np.savez might
+    assert target.read_bytes() == b"old"
+
+
 def test_writes_are_fsynced_before_and_after_the_rename(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -448,7 +459,8 @@ def test_a_failed_model_error_quoting_a_formula_is_escaped(tmp_path: Path) -> No
         {
             "strategy": "enrich",
             "init": 0,
-            "size": -1,
+            "size": 1,
+            "epochs": -1,
             "model": 0,
             "value": -0.5,
             "status": "failed",
@@ -457,6 +469,21 @@ def test_a_failed_model_error_quoting_a_formula_is_escaped(tmp_path: Path) -> No
     )
     row = (tmp_path / "results.csv").read_text(encoding="utf-8").splitlines()[1]
     assert ",'=cmd|" in row and ",-1," in row and ",-0.5," in row
+    from enrich.evaluate.stats import read_results
+
+    log.append(
+        {
+            "strategy": "enrich",
+            "init": 0,
+            "size": 3,
+            "model": 0,
+            "value": 0.5,
+            "metric": "auc",
+            "status": "ok",
+        }
+    )
+    back = read_results(tmp_path)
+    assert back["error"].iloc[0] == "=cmd|' /C calc'!A0: not found"
 
 
 # ------------------------------------------------------------- item 9: workspace creation

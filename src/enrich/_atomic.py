@@ -190,6 +190,12 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
             raise OSError(
                 errno.EEXIST, "the temporary file was replaced during the write", str(target)
             )
+        if now.st_size == 0 and (now.st_mtime_ns, now.st_ctime_ns) == (
+            created.st_mtime_ns,
+            created.st_ctime_ns,
+        ):
+            # Untouched: the caller wrote elsewhere (or nothing); keep the old file.
+            raise FileNotFoundError(errno.ENOENT, "nothing was written", str(target))
         try:
             old = os.lstat(target)
             mode = stat.S_IMODE(old.st_mode) if stat.S_ISREG(old.st_mode) else None

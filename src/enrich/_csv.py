@@ -31,6 +31,7 @@ __all__ = [
     "escape_frame",
     "read_csv",
     "unescape_cell",
+    "unescape_frame",
     "write_csv",
 ]
 
@@ -82,13 +83,18 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str], **kwargs: Any) 
         escape_frame(frame).to_csv(tmp, index=False, **kwargs)
 
 
-def read_csv(path: str | os.PathLike[str], **kwargs: Any) -> pd.DataFrame:
-    """Read a CSV that :func:`write_csv` wrote, undoing the escaping of its text cells."""
-    import pandas as pd
-
-    df = pd.read_csv(path, **kwargs)
+def unescape_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Undo :func:`escape_frame` on a table read back (text cells and the header)."""
+    df = frame.copy()
     for col in df.columns:
         if _is_text(df[col]):
             df[col] = df[col].map(unescape_cell)
     df.columns = [unescape_cell(c) for c in df.columns]
     return df
+
+
+def read_csv(path: str | os.PathLike[str], **kwargs: Any) -> pd.DataFrame:
+    """Read a CSV that :func:`write_csv` wrote, undoing the escaping of its text cells."""
+    import pandas as pd
+
+    return unescape_frame(pd.read_csv(path, **kwargs))

@@ -131,6 +131,31 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(
     assert not lock.exists()
 
 
+def test_without_flock_the_pid_decides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import enrich._lock as L
+
+    monkeypatch.setattr(L, "fcntl", None)  # Windows, or a file system without flock
+    lock = tmp_path / ".enrich.lock"
+
+    def plant(pid: int, host: str) -> None:
+        lock.write_text(json.dumps({"pid": pid, "host": host, "started": 1.0, "command": "x"}))
+
+    plant(os.getppid(), socket.gethostname())  # alive on this host
+    with pytest.raises(L.LockedError, match=f"pid {os.getppid()}"):
+        with L.folder_lock(tmp_path):
+            pass
+    plant(dead_pid(), "another-host")  # gone here, but maybe alive there: never broken
+    with pytest.raises(L.LockedError, match="another-host"):
+        with L.folder_lock(tmp_path):
+            pass
+    plant(dead_pid(), socket.gethostname())  # gone: stale, taken over
+    with L.folder_lock(tmp_path):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert "no longer running" in capsys.readouterr().err
+
+
 def test_a_failed_lock_leaves_no_folder_it_made(tmp_path: Path, hold) -> None:
     from enrich._lock import LockedError, locked
 
@@ -279,6 +304,28 @@ def test_a_full_disk_names_the_output_not_the_temporary(tmp_path: Path) -> None:
             raise OSError(errno.ENOSPC, "No space left on device")
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_permission_error_names_the_output(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    emb_npz: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import enrich._atomic as A
+
+    real = os.open
+
+    def denied(path: object, flags: int, *args: object, **kwargs: object) -> int:
+        if Path(str(path)).name.startswith(".order.csv.") and flags & os.O_CREAT:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(A.os, "open", denied)
+    out = tmp_path / "order.csv"
+    assert main(["rank", "-e", str(emb_npz), "-o", str(out)]) == 1
+    line = one_error_line(capsys)
+    assert f"Permission denied: '{out}'" in line and ".order.csv." not in line
 
 
 def test_a_replaced_file_keeps_its_permissions(tmp_path: Path) -> None:

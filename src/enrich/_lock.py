@@ -190,8 +190,8 @@ def _acquire(path: Path, record: bytes, what: str) -> int:
                 os.close(fd)
                 continue
         os.ftruncate(fd, 0)
-        os.pwrite(fd, record, 0)
-        os.fsync(fd)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, record)  # no fsync: after a crash the flock, not the text, decides
         return fd
     raise LockedError(f"{what} is in use: could not lock {path}; try again")
 

@@ -598,6 +598,10 @@ def test_a_failed_first_embed_leaves_no_workspace(
     assert main(["embed", str(src), "-w", str(ws), "--embedder", "pixels"]) == 2
     one_error_line(capsys)
     assert not ws.exists()
+    ws.mkdir()  # a folder the user made is kept, empty
+    assert main(["embed", str(src), "-w", str(ws), "--embedder", "pixels"]) == 2
+    one_error_line(capsys)
+    assert ws.is_dir() and list(ws.iterdir()) == []
 
 
 # -------------------------------------------------------------------- item 15: --labeled

@@ -162,11 +162,12 @@ class Workspace:
                 "choose a new or empty folder for --workspace"
             )
 
-    def remove_if_unused(self) -> bool:
+    def remove_if_unused(self, *, keep_folder: bool = False) -> bool:
         """Delete the workspace if it holds nothing but what :meth:`create` made.
 
         Used when the command that created it fails before writing anything, so a failed
-        first run leaves no folder behind. Returns whether it was removed.
+        first run leaves no folder behind (with `keep_folder`, the folder the user made is
+        kept, empty). Returns whether it was removed.
         """
         try:
             entries = list(self.path.iterdir())
@@ -179,7 +180,8 @@ class Workspace:
                 e.rmdir()
             else:
                 e.unlink()
-        self.path.rmdir()
+        if not keep_folder:
+            self.path.rmdir()
         return True
 
     def lock(self, *, command: str | None = None) -> contextlib.AbstractContextManager[Path]:

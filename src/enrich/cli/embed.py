@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     # workspace this run created is removed again if the run fails before writing into it.
     ws = Workspace(args.workspace)
     ws.check_creatable()
-    existed = ws.is_workspace()
+    existed, folder_existed = ws.is_workspace(), ws.path.is_dir()
     ws = Workspace.create(ws.path)
     try:
         with ws.lock():
@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
             )
     except BaseException:
         if not existed:
-            ws.remove_if_unused()
+            ws.remove_if_unused(keep_folder=folder_existed)
         raise
     print(summary.line())
     return 0

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise EnrichError(f"--alpha {args.alpha}: expected a number between 0 and 1")
     run_dir = Path(args.run_dir)
     target = Path(args.out) if args.out is not None else run_dir / "report.html"
-    if target.is_dir() and not target.is_symlink():
+    if target.is_dir():  # a folder (or a link to one): the report goes inside
         target = target / "report.html"
     check_outputs(
         {"the report": target},

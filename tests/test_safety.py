@@ -286,12 +286,13 @@ def test_temporaries_of_killed_writes_are_removed(tmp_path: Path) -> None:
     legacy = tmp_path / ".order.csv.ab_cd123.csv.tmp"  # mkstemp's, before this fix
     live = tmp_path / f".order.csv.{os.getppid()}.0123456789abcdef.csv"
     other = tmp_path / ".other.csv.ab_cd123.csv"
-    for p in (dead, legacy, live, other):
+    users = tmp_path / ".order.csv.mybackup"  # not a temporary of ours: never touched
+    for p in (dead, legacy, live, other, users):
         p.write_text("half")
         os.utime(p, (time.time() - 3600, time.time() - 3600))
     write_text(target, "whole")
     assert not dead.exists() and not legacy.exists()
-    assert live.exists() and other.exists()  # a live writer's, another target's
+    assert live.exists() and other.exists() and users.exists()
     assert target.read_text() == "whole"
 
 

@@ -62,7 +62,7 @@ def _pid_alive(pid: int) -> bool:
 def _temp_pattern(name: str) -> re.Pattern[str]:
     # ours: .NAME.<pid>.<16 hex><suffix>; older versions: mkstemp's .NAME.<8 chars><suffix>[.tmp]
     return re.compile(
-        rf"^\.{re.escape(name)}\.(?:(?P<pid>\d+)\.[0-9a-f]{{16}}|[a-z0-9_]{{8}})(?:\.[^/]*)?$"
+        rf"^\.{re.escape(name)}\.(?:(?P<pid>\d+)\.[0-9a-f]{{16}}(?:\.[^/]*)?|[a-z0-9_]{{8}}\.[^/]+)$"
     )
 
 

@@ -80,7 +80,7 @@ def test_rank_writes_order_and_sidecar(tmp_path: Path, emb_npy: Path) -> None:
 
 def test_rank_from_labeled_ids(tmp_path: Path, emb_npz: Path) -> None:
     labeled = tmp_path / "done.txt"
-    labeled.write_text("# already labeled\nimg_010.png\nimg_020.png\n\n")
+    labeled.write_text("img_010.png\nimg_020.png\n\n")
     out = tmp_path / "o.csv"
     assert (
         main(
@@ -201,7 +201,7 @@ def test_labeled_ids_not_in_file(
     fails(
         capsys,
         ["rank", "-e", str(emb_npz), "--labeled", str(labeled), "-o", str(tmp_path / "o.csv")],
-        "2 id(s) not in the embeddings: nope.png, also-missing",
+        "2 id(s) not in the embeddings: nope.png (line 2), also-missing (line 3)",
     )
     fails(
         capsys,

@@ -35,16 +35,21 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import secrets
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from enrich._atomic import atomic_path, write_json
+from enrich._atomic import _fsync_dir, _pid_alive, atomic_path, clean_stale_temps, write_json
+from enrich._csv import write_csv
+from enrich._lock import LOCK_NAME
 from enrich.embeddings import Embeddings, load_embeddings, save_embeddings
 from enrich.errors import EnrichError, first_few
 
@@ -92,30 +97,106 @@ class Workspace:
         """Make the folder (and ``runs/``) if needed; an existing workspace is reused.
 
         Refuses a path that is a file, or a non-empty folder that is not a workspace (so a
-        typo cannot litter a folder of images with outputs).
+        typo cannot litter a folder of images with outputs). Creation is atomic: a new
+        workspace is built in a hidden sibling folder and renamed into place, and an
+        existing empty folder gets its marker first, so a failure never leaves a folder that
+        is neither empty nor a workspace. What a killed creation left behind (an empty
+        ``runs/``, a temporary marker) is recognised and cleaned up.
         """
         ws = cls(path)
+        if ws.is_workspace():
+            ws.runs_dir.mkdir(exist_ok=True)
+            return ws
         ws.check_creatable()
-        ws.path.mkdir(parents=True, exist_ok=True)
-        ws.runs_dir.mkdir(exist_ok=True)
-        if not (ws.path / cls.MARKER).exists():
-            from enrich import __version__
+        ws._clean_half_created()
+        from enrich import __version__
 
-            write_json(
-                ws.path / cls.MARKER,
-                {"format": FORMAT, "version": VERSION, "enrich_version": __version__},
-            )
+        marker = {"format": FORMAT, "version": VERSION, "enrich_version": __version__}
+        if ws.path.is_dir():  # an empty folder (maybe a mount point): marker first, then runs/
+            write_json(ws.path / cls.MARKER, marker)
+            ws.runs_dir.mkdir(exist_ok=True)
+            return ws
+        parent = ws.path.absolute().parent
+        parent.mkdir(parents=True, exist_ok=True)
+        _clean_stale_builds(parent, ws.path.name)
+        build = parent / f".{ws.path.name}.creating-{os.getpid()}-{secrets.token_hex(4)}"
+        build.mkdir()
+        try:
+            (build / cls.RUNS).mkdir()
+            write_json(build / cls.MARKER, marker)
+            try:
+                os.rename(build, ws.path)
+            except OSError:
+                if ws.is_workspace():  # another process created it meanwhile: use theirs
+                    return ws
+                raise
+        finally:
+            shutil.rmtree(build, ignore_errors=True)
+        _fsync_dir(parent)
         return ws
+
+    def _clean_half_created(self) -> None:
+        """Remove what a killed :meth:`create` left in a folder without a marker."""
+        if not self.path.is_dir():
+            return
+        for entry in self.path.iterdir():
+            if entry.name == self.RUNS and entry.is_dir() and not any(entry.iterdir()):
+                entry.rmdir()
+        clean_stale_temps(self.path / self.MARKER)
+
+    def _leftover(self, entry: Path) -> bool:
+        """An entry a killed :meth:`create` may leave: empty runs/, the lock, a marker temp."""
+        if entry.name == self.RUNS:
+            return entry.is_dir() and not entry.is_symlink() and not any(entry.iterdir())
+        return entry.name == LOCK_NAME or (
+            entry.name.startswith(f".{self.MARKER}.") and entry.is_file()
+        )
 
     def check_creatable(self) -> None:
         """Raise :class:`EnrichError` if :meth:`create` would refuse this path (no writes)."""
         if self.path.exists() and not self.path.is_dir():
             raise EnrichError(f"{self.path}: is a file; expected a workspace folder")
-        if self.path.is_dir() and any(self.path.iterdir()) and not self.is_workspace():
+        if (
+            self.path.is_dir()
+            and not self.is_workspace()
+            and any(not self._leftover(e) for e in self.path.iterdir())
+        ):
             raise EnrichError(
                 f"{self.path}: is a non-empty folder that is not an enrich workspace; "
                 "choose a new or empty folder for --workspace"
             )
+
+    def remove_if_unused(self, *, keep_folder: bool = False) -> bool:
+        """Delete the workspace if it holds nothing but what :meth:`create` made.
+
+        Used when the command that created it fails before writing anything, so a failed
+        first run leaves no folder behind (with `keep_folder`, the folder the user made is
+        kept, empty). Returns whether it was removed.
+        """
+        try:
+            entries = list(self.path.iterdir())
+        except OSError:
+            return False
+        if not all(e.name == self.MARKER or self._leftover(e) for e in entries):
+            return False
+        for e in entries:
+            if e.is_dir():
+                e.rmdir()
+            else:
+                e.unlink()
+        if not keep_folder:
+            self.path.rmdir()
+        return True
+
+    def lock(self, *, command: str | None = None) -> contextlib.AbstractContextManager[Path]:
+        """Hold ``WS/.enrich.lock`` while writing: one writing command per workspace.
+
+        Raises :class:`enrich._lock.LockedError` naming the holder when another live
+        process holds it; a lock left by a killed process is taken over.
+        """
+        from enrich._lock import folder_lock
+
+        return folder_lock(self.path, command=command)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Workspace:
@@ -284,9 +365,11 @@ class Workspace:
         """``skipped.csv`` (``source_path, reason``); empty when nothing was skipped."""
         import pandas as pd
 
+        from enrich._csv import read_csv
+
         if not self.skipped_path.is_file():
             return pd.DataFrame({c: pd.Series(dtype=str) for c in SKIPPED_COLUMNS})
-        return pd.read_csv(self.skipped_path, dtype=str, keep_default_na=False)
+        return read_csv(self.skipped_path, dtype=str, keep_default_na=False)
 
     def write_skipped(self, skipped: pd.DataFrame) -> None:
         """Write ``skipped.csv`` atomically (always, so an empty file means none skipped)."""
@@ -297,8 +380,7 @@ class Workspace:
             if col not in df.columns:
                 df[col] = ""
         df = df[list(SKIPPED_COLUMNS)].astype(str)
-        with atomic_path(self.skipped_path, suffix=".csv") as tmp:
-            df.to_csv(tmp, index=False)
+        write_csv(df, self.skipped_path)  # file names may begin with '=': escaped
 
     # -- ids -----------------------------------------------------------------------------------
     def resolve_ids(self, ids_or_paths: Iterable[object]) -> np.ndarray:
@@ -359,6 +441,17 @@ class Workspace:
                 f"{first_few(missing)}"
             )
         return np.array(list(dict.fromkeys(out)), dtype=str)
+
+
+def _clean_stale_builds(parent: Path, name: str) -> None:
+    """Remove hidden build folders of killed :meth:`Workspace.create` calls for `name`."""
+    prefix = f".{name}.creating-"
+    for entry in parent.iterdir():
+        if not entry.name.startswith(prefix):
+            continue
+        pid = entry.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _norm(path: str) -> str:

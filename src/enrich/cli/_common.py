@@ -20,6 +20,7 @@ __all__ = [
     "add_input_arguments",
     "load_input",
     "progress_bar",
+    "read_id_lines",
     "read_id_list",
     "write_csv",
 ]
@@ -62,26 +63,71 @@ def load_input(
 
 
 def read_id_list(path: str | Path) -> list[str]:
-    """Ids (or paths) one per line; blank lines and '#' comments ignored. A CSV with an
-    'id' (or 'path') column header is read by that column."""
+    """Ids (or paths) from a text or CSV file, in file order.
+
+    The file is read as CSV (quoted cells may hold commas; a UTF-8 BOM is dropped). When the
+    first row names an ``id`` (or else a ``path``) column, that row is the header and the
+    column is read; otherwise the file must have one column, one id per line. Blank lines are
+    skipped; there is no comment syntax (an id may begin with ``#``). Cells escaped by
+    enrich's CSV writer (``'=...``) are read back unescaped, so ``--labeled order.csv`` works.
+
+    Raises
+    ------
+    EnrichError
+        No such file, no ids, several columns without an ``id``/``path`` header, or an id
+        that repeats (naming it and both line numbers).
+    """
+    return [value for _, value in read_id_lines(path)]
+
+
+def read_id_lines(path: str | Path) -> list[tuple[int, str]]:
+    """:func:`read_id_list` with each id's line number (1-based), for error messages."""
+    import csv
+    import io
+
+    from enrich._csv import unescape_cell
+
     p = Path(path)
     if not p.is_file():
         raise EnrichError(f"{p}: no such file (expected a list of ids, one per line)")
     try:
-        lines = p.read_text(encoding="utf-8").splitlines()
+        text = p.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise EnrichError(f"{p}: cannot read ids ({exc})") from None
-    rows = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-    if rows and "," in rows[0]:
-        header = [h.strip() for h in rows[0].split(",")]
-        col = next((c for c in ("id", "path") if c in header), None)
-        if col is None:
-            raise EnrichError(f"{p}: CSV header {header} has no 'id' or 'path' column")
-        k = header.index(col)
-        rows = [r.split(",")[k].strip() for r in rows[1:]]
-    if not rows:
+    try:
+        rows = [
+            (reader.line_num, row)
+            for reader in [csv.reader(io.StringIO(text, newline=""))]
+            for row in reader
+        ]
+    except csv.Error as exc:
+        raise EnrichError(f"{p}: not a readable list of ids ({exc})") from None
+    rows = [(n, [c.strip() for c in row]) for n, row in rows if any(c.strip() for c in row)]
+    col = 0
+    if rows:
+        header = [h.lower() for h in rows[0][1]]
+        name = next((c for c in ("id", "path") if c in header), None)
+        if name is not None:
+            col = header.index(name)
+            rows = rows[1:]
+        elif len(header) > 1:
+            raise EnrichError(
+                f"{p}: line {rows[0][0]} has {len(header)} columns but no 'id' or 'path' "
+                "header; give one id per line, or a CSV with an 'id' (or 'path') column"
+            )
+    out: list[tuple[int, str]] = []
+    first: dict[str, int] = {}
+    for n, row in rows:
+        value = unescape_cell(row[col]) if col < len(row) else ""
+        if not value:
+            continue
+        if value in first:
+            raise EnrichError(f"{p}: line {n}: id {value!r} repeats line {first[value]}")
+        first[value] = n
+        out.append((n, value))
+    if not out:
         raise EnrichError(f"{p}: holds no ids")
-    return rows
+    return out
 
 
 @contextlib.contextmanager
@@ -109,7 +155,7 @@ def progress_bar(total: int, desc: str, unit: str = "it") -> Iterator[Callable[[
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path, **kwargs: Any) -> None:
-    from enrich._atomic import atomic_path
+    """Write atomically, with spreadsheet formula cells escaped (:mod:`enrich._csv`)."""
+    from enrich._csv import write_csv as _write
 
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, **kwargs)
+    _write(frame, path, **kwargs)

@@ -102,6 +102,7 @@ def _config_with_overrides(spec: str, overrides: list[str]) -> Any:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from enrich._outputs import check_output_dir, check_outputs
     from enrich.evaluate.protocol import run_benchmark
     from enrich.workspace import Workspace
 
@@ -111,7 +112,9 @@ def run(args: argparse.Namespace) -> int:
         name = Path(args.config).stem if args.config not in ("quick", "paper") else args.config
         out = ws.runs_dir / f"benchmark-{name}"
     else:
-        out = Path(args.out)
+        out = check_output_dir(args.out)
+    names = ("results.csv", "meta.json", "split.parquet", "subsets.parquet", "report.html")
+    check_outputs({name: out / name for name in names}, flag="--out")
     threads = None
     if args.workers > 1:
         threads = max(1, (os.cpu_count() or 1) // args.workers)
@@ -136,4 +139,32 @@ def run(args: argparse.Namespace) -> int:
     print(f"results: {out / 'results.csv'}")
     if result.report is not None:
         print(f"report: {result.report}")
+    if result.n_failed:
+        first = _first_error(out / "results.csv")
+        if result.n_ok == 0:
+            from enrich.cli import _error_line
+
+            _error_line(
+                f"all {result.n_failed} models failed (first error: {first}); see "
+                f"{out / 'results.csv'}"
+            )
+            return 1
+        print(
+            f"warning: {result.n_failed} of {result.n_ok + result.n_failed} models failed "
+            f"(first error: {first}); rerun with --retry-failed to train them again",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _first_error(path: Any) -> str:
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            for rec in csv.DictReader(f):
+                if rec.get("status") == "failed":
+                    return str(rec.get("error") or "no message")
+    except OSError:
+        pass
+    return "unknown"

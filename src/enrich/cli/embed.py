@@ -147,11 +147,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from enrich._outputs import check_seed
     from enrich.embed import EMBEDDERS
     from enrich.embed.api import embed_sources
     from enrich.errors import EnrichError
     from enrich.preprocess import Preprocess
+    from enrich.workspace import Workspace
 
+    check_seed(args.seed, name="--seed")
     if args.embedder not in EMBEDDERS:  # the choices above and the registry disagree
         raise EnrichError(f"--embedder {args.embedder!r}: expected one of {sorted(EMBEDDERS)}")
     for flag, value, low in (
@@ -194,19 +197,31 @@ def run(args: argparse.Namespace) -> int:
     if args.video_step is not None:
         discover_options["video_step"] = args.video_step
 
-    summary = embed_sources(
-        args.sources,
-        args.workspace,
-        embedder=args.embedder,
-        seed=args.seed,
-        max_train=args.max_train,
-        preprocess=preprocess,
-        embedder_options=options,
-        discover_options=discover_options,
-        device=args.device,
-        batch_size=args.batch_size,
-        retrain=args.retrain,
-        progress=not args.quiet and sys.stderr.isatty(),
-    )
+    # One writer per workspace: the model, embeddings and manifest come from one run. A
+    # workspace this run created is removed again if the run fails before writing into it.
+    ws = Workspace(args.workspace)
+    ws.check_creatable()
+    existed, folder_existed = ws.is_workspace(), ws.path.is_dir()
+    ws = Workspace.create(ws.path)
+    try:
+        with ws.lock():
+            summary = embed_sources(
+                args.sources,
+                ws,
+                embedder=args.embedder,
+                seed=args.seed,
+                max_train=args.max_train,
+                preprocess=preprocess,
+                embedder_options=options,
+                discover_options=discover_options,
+                device=args.device,
+                batch_size=args.batch_size,
+                retrain=args.retrain,
+                progress=not args.quiet and sys.stderr.isatty(),
+            )
+    except BaseException:
+        if not existed:
+            ws.remove_if_unused(keep_folder=folder_existed)
+        raise
     print(summary.line())
     return 0

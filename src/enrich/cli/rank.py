@@ -6,8 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
-from enrich.cli._common import add_input_arguments, load_input, progress_bar, read_id_list
-from enrich.errors import EnrichError
+from enrich.cli._common import add_input_arguments, load_input, progress_bar, read_id_lines
+from enrich.errors import EnrichError, first_few
 
 __all__ = ["add_arguments", "parse_initial", "run"]
 
@@ -71,6 +71,27 @@ def parse_initial(text: str | None) -> float | int | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from enrich._lock import locked
+    from enrich._outputs import check_outputs, check_seed
+
+    check_seed(args.seed, name="--seed")
+    if args.out is None:
+        if args.workspace is None:
+            raise EnrichError("--out is required with --embeddings (e.g. --out order.csv)")
+        args.out = str(Path(args.workspace) / "runs" / "rank" / "order.csv")
+    out = Path(args.out)
+    if out.is_dir():
+        raise EnrichError(f"--out {out} is a folder; expected a .csv file path")
+    sidecar = out.with_suffix(".json")
+    check_outputs(
+        {"the order": out, "its JSON sidecar": sidecar}, inputs=[args.embeddings, args.labeled]
+    )
+    # One rank at a time per output: order.csv and order.json always come from the same run.
+    with locked(out.parent / f".{out.stem}.enrich.lock", what=f"--out {out}"):
+        return _run(args, out, sidecar)
+
+
+def _run(args: argparse.Namespace, out: Path, sidecar: Path) -> int:
     import numpy as np
     import pandas as pd
 
@@ -81,13 +102,6 @@ def run(args: argparse.Namespace) -> int:
     from enrich.select import SELECTORS
 
     emb, manifest, name = load_input(args.embeddings, args.workspace)
-    if args.out is None:
-        if args.workspace is None:
-            raise EnrichError("--out is required with --embeddings (e.g. --out order.csv)")
-        args.out = str(Path(args.workspace) / "runs" / "rank" / "order.csv")
-    out = Path(args.out)
-    if out.exists() and out.is_dir():
-        raise EnrichError(f"--out {out} is a folder; expected a .csv file path")
     X = check_vectors(emb.vectors, ids=emb.ids, name=f"embeddings {name}")
     until = args.until_similarity
     if until is not None and (args.strategy != "enrich" or not -1.0 <= until <= 1.0):
@@ -96,11 +110,20 @@ def run(args: argparse.Namespace) -> int:
         )
 
     if args.labeled is not None:
-        wanted = read_id_list(args.labeled)
+        lines = read_id_lines(args.labeled)
+        wanted = [value for _, value in lines]
         if manifest is not None:
             from enrich.workspace import Workspace
 
             wanted = list(Workspace(args.workspace).resolve_ids(wanted))
+        else:
+            known = set(emb.ids.tolist())
+            unknown = [f"{v} (line {n})" for n, v in lines if v not in known]
+            if unknown:
+                raise EnrichError(
+                    f"{args.labeled}: {len(unknown)} id(s) not in the embeddings: "
+                    f"{first_few(unknown)}"
+                )
         initial: object = emb.index_of(wanted)
         initial_desc: object = {"labeled_file": str(args.labeled), "n": len(wanted)}
     else:
@@ -136,7 +159,6 @@ def run(args: argparse.Namespace) -> int:
         extra = manifest.set_index("id")[cols].reindex(table["id"]).reset_index(drop=True)
         table = pd.concat([table, extra.rename(columns={"source_path": "path"})], axis=1)
     write_csv(table, out, float_format="%.7g")
-    sidecar = out.with_suffix(".json")
     write_json(
         sidecar,
         {

@@ -28,6 +28,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    sources = [("embeddings", e) for e in args.embeddings or []] + [
+        ("workspace", w) for w in args.workspace or []
+    ]
+    if not sources:
+        raise EnrichError("give at least one --embeddings FILE or --workspace DIR")
+    if args.name and len(args.name) != len(sources):
+        raise EnrichError(f"{len(args.name)} --name for {len(sources)} inputs; give one per input")
+    from enrich._lock import folder_lock
+    from enrich._outputs import check_output_dir, check_outputs
+
+    out = check_output_dir(args.out)
+    check_outputs(
+        {name: out / name for name in ("redundancy.csv", "summary.json", "cdf.png")},
+        inputs=args.embeddings or [],
+    )
+    with folder_lock(out):  # one writer per folder: the three files come from one run
+        return _run(args, out, sources)
+
+
+def _run(args: argparse.Namespace, out: Path, sources: list[tuple[str, str]]) -> int:
     import numpy as np
     import pandas as pd
 
@@ -36,17 +56,6 @@ def run(args: argparse.Namespace) -> int:
     from enrich.cli._common import write_csv
     from enrich.embeddings import check_vectors, fingerprint
     from enrich.redundancy import plot_cdf, redundancy
-
-    sources = [("embeddings", e) for e in args.embeddings or []] + [
-        ("workspace", w) for w in args.workspace or []
-    ]
-    if not sources:
-        raise EnrichError("give at least one --embeddings FILE or --workspace DIR")
-    if args.name and len(args.name) != len(sources):
-        raise EnrichError(f"{len(args.name)} --name for {len(sources)} inputs; give one per input")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise EnrichError(f"--out {out} is a file; expected a folder")
 
     # Load and validate everything first: a bad second file must not leave half the outputs.
     loaded = []

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--baseline",
-        default="random",
+        default=None,
         help="strategy the others are compared with (default: random)",
     )
     parser.add_argument(
@@ -42,16 +42,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from enrich._outputs import check_outputs
     from enrich.errors import EnrichError
     from enrich.report.html import write_report
 
     if not 0.0 < args.alpha < 1.0:
         raise EnrichError(f"--alpha {args.alpha}: expected a number between 0 and 1")
+    run_dir = Path(args.run_dir)
+    target = Path(args.out) if args.out is not None else run_dir / "report.html"
+    if target.is_dir():  # a folder (or a link to one): the report goes inside
+        target = target / "report.html"
+    check_outputs(
+        {"the report": target},
+        inputs=[
+            run_dir / n for n in ("results.csv", "meta.json", "subsets.parquet", "split.parquet")
+        ],
+    )
+    if args.baseline is not None:
+        from enrich.evaluate.stats import FULL, read_results
+
+        names = sorted(set(read_results(run_dir)["strategy"].astype(str)) - {FULL})
+        if args.baseline not in names:
+            raise EnrichError(
+                f"--baseline {args.baseline!r}: not a strategy of this run; expected one of "
+                f"{', '.join(names)}"
+            )
     path = write_report(
         args.run_dir,
-        out=args.out,
+        out=target,
         metric=args.metric,
-        baseline=args.baseline,
+        baseline=args.baseline or "random",
         alpha=args.alpha,
         rule=args.rule,
         images=not args.no_images,

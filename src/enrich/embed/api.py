@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from enrich._outputs import check_seed
 from enrich.embed.base import CONFIG_FILE, Embedder, read_config
 from enrich.embed.registry import get_embedder_class
 from enrich.embeddings import Embeddings, load_embeddings
@@ -128,6 +129,7 @@ def embed_sources(
         raise EnrichError(
             f"preprocess gives size={pp.size}, grayscale={pp.grayscale}; embedders need 64×64 gray"
         )
+    check_seed(seed)
     if max_train < 2:
         raise EnrichError(f"max_train={max_train}: expected at least 2")
     if batch_size < 1:

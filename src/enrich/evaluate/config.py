@@ -25,6 +25,7 @@ from typing import Any
 from enrich.errors import EnrichError
 
 __all__ = [
+    "MODEL_NAMES",
     "PACKAGED_CONFIGS",
     "ModelConfig",
     "ProtocolConfig",
@@ -37,6 +38,9 @@ __all__ = [
 TASKS = ("classification", "segmentation")
 PACKAGED_CONFIGS = ("quick", "paper")
 SECONDS_PER_IMAGE = {"classification": 3.0, "segmentation": 300.0}  # paper, Methods
+#: The networks of :data:`enrich.evaluate.tasks.MODELS` (kept equal by a test; tasks imports
+#: this module, so the names live here to be checked before any data is read).
+MODEL_NAMES = ("resnet", "unet")
 
 
 @dataclass(frozen=True)
@@ -304,7 +308,19 @@ def protocol_config(
         if not isinstance(v, (int, float)) or not lo <= v < 1.0:
             raise EnrichError(f"{source}: split.{name}={v!r}, expected a fraction in [0, 1)")
     m = cfg.model
+    if m.name not in MODEL_NAMES:
+        raise EnrichError(
+            f"{source}: model.name={m.name!r}, expected one of {', '.join(MODEL_NAMES)}"
+        )
     _positive_int(m.input_size, f"{source}: model.input_size", minimum=8)
+    _positive_int(m.conv1_stride, f"{source}: model.conv1_stride")
+    _positive_int(m.num_res_units, f"{source}: model.num_res_units", minimum=0)
+    for key in ("block_inplanes", "layers", "channels", "strides"):
+        values = getattr(m, key)
+        if not isinstance(values, tuple) or not values:
+            raise EnrichError(f"{source}: model.{key}={values!r}, expected a list of integers")
+        for v in values:
+            _positive_int(v, f"{source}: model.{key}")
     tr = cfg.train
     _positive_int(tr.epochs, f"{source}: train.epochs")
     _positive_int(tr.min_steps, f"{source}: train.min_steps", minimum=0)
@@ -313,6 +329,12 @@ def protocol_config(
         _positive_int(tr.patience, f"{source}: train.patience")
     if not (isinstance(tr.lr, (int, float)) and tr.lr > 0):
         raise EnrichError(f"{source}: train.lr={tr.lr!r}, expected > 0")
+    if isinstance(tr.weight_decay, bool) or not (
+        isinstance(tr.weight_decay, (int, float)) and tr.weight_decay >= 0
+    ):
+        raise EnrichError(f"{source}: train.weight_decay={tr.weight_decay!r}, expected >= 0")
+    if tr.augment is not None and not isinstance(tr.augment, bool):
+        raise EnrichError(f"{source}: train.augment={tr.augment!r}, expected true, false or null")
     return cfg
 
 

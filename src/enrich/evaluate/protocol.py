@@ -235,7 +235,41 @@ def run_benchmark(
     EnrichError
         No labels (or masks), a single class, a test set without one of the classes, an
         ``out`` folder holding a different run, and other bad input.
+    LockedError
+        Another process is running a benchmark in `out` (``OUT/.enrich.lock`` names it):
+        two runs on one folder would both train every model and append duplicate rows.
     """
+    from enrich._lock import folder_lock
+
+    with folder_lock(out):
+        return _run_benchmark(
+            data,
+            config,
+            out,
+            workers=workers,
+            device=device,
+            threads=threads,
+            progress=progress,
+            report=report,
+            retry_failed=retry_failed,
+            log=log,
+        )
+
+
+def _run_benchmark(
+    data: BenchmarkData | str | os.PathLike[str],
+    config: ProtocolConfig | dict[str, Any] | str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    workers: int = 1,
+    device: str = "auto",
+    threads: int | None = None,
+    progress: bool = True,
+    report: bool = True,
+    retry_failed: bool = False,
+    log: Callable[[str], None] = _stderr,
+) -> BenchmarkRun:
+    """:func:`run_benchmark` with the run folder locked."""
     from enrich.embeddings import check_vectors, fingerprint
     from enrich.evaluate.tasks import resolve_device
 

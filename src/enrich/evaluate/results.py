@@ -21,11 +21,22 @@ import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from enrich.errors import EnrichError
+from enrich._csv import escape_cell
+from enrich.errors import EnrichError, first_few
 
-__all__ = ["EXTRA_COLUMNS", "RESULT_COLUMNS", "ResultsLog", "result_key"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "EXTRA_COLUMNS",
+    "RESULT_COLUMNS",
+    "DuplicateResultsWarning",
+    "ResultsLog",
+    "drop_duplicate_models",
+    "result_key",
+]
 
 #: The contract of ``docs/architecture.md``, in order.
 RESULT_COLUMNS = (
@@ -55,11 +66,66 @@ def result_key(row: Mapping[str, Any]) -> Key:
     return (str(row["strategy"]), int(row["init"]), int(row["size"]), int(row["model"]))
 
 
+class DuplicateResultsWarning(UserWarning):
+    """A results table holds the same model more than once (two runs appended to it)."""
+
+
+#: What makes a row one trained model; a repeat is the same model recorded twice.
+MODEL_KEY = ("strategy", "init", "size", "model", "seed", "metric")
+
+
+def drop_duplicate_models(table: pd.DataFrame, *, source: str = "results") -> pd.DataFrame:
+    """Keep one row per (strategy, init, size, model, seed, metric), warning on repeats.
+
+    Two runs writing one table (before runs were locked) recorded every model twice; counted
+    as independent models they would double n and shrink the spread. The first ``ok`` row of
+    each model is kept (else its first row), in table order.
+
+    Examples
+    --------
+    >>> import pandas as pd, warnings
+    >>> t = pd.DataFrame({"strategy": ["enrich"] * 2, "init": 0, "size": 5, "model": 0,
+    ...                   "seed": 7, "status": "ok", "value": [0.8, 0.8]})
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     len(drop_duplicate_models(t))
+    1
+    """
+    import warnings
+
+    key = [c for c in MODEL_KEY if c in table.columns]
+    if not {"strategy", "size"} <= set(key):
+        return table
+    failed = (
+        (table["status"].astype(str) != "ok")
+        if "status" in table.columns
+        else table["strategy"].map(lambda _: False)
+    )
+    order = failed.astype(int).sort_values(kind="stable").index
+    keep = table.loc[order].drop_duplicates(subset=key, keep="first").index
+    if len(keep) == len(table):
+        return table
+    dup = table.loc[table.index.difference(keep)]
+    names = [
+        "/".join(str(r[c]) for c in key) for r in dup.drop_duplicates(subset=key).to_dict("records")
+    ]
+    warnings.warn(
+        f"{source}: {len(dup)} row(s) repeat a model already recorded ({'/'.join(key)}: "
+        f"{first_few(names, 3)}), as when two runs wrote the same folder; each model is "
+        "counted once",
+        DuplicateResultsWarning,
+        stacklevel=2,
+    )
+    return table.loc[table.index.isin(keep)]
+
+
 def _one_line(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, str):  # an error message may quote a file named '=cmd|...'
+        return escape_cell(" ".join(value.split()))
     return " ".join(str(value).split())
 
 

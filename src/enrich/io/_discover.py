@@ -237,7 +237,7 @@ def discover(
     skipped: list[tuple[str, str]] = []
     columns: dict[str, list[Any]] = {c: [] for c in MANIFEST_COLUMNS}
     seen: dict[str, str] = {}  # id → source_path
-    seen_frames: set[tuple[str, int]] = set()
+    seen_frames: dict[tuple[str, int], dict[str, Any]] = {}  # → the manifest values given
 
     for src in sources:
         src_path = Path(src)
@@ -294,7 +294,7 @@ def _add_entry(
     columns: dict[str, list[Any]],
     skipped: list[tuple[str, str]],
     seen: dict[str, str],
-    seen_frames: set[tuple[str, int]],
+    seen_frames: dict[tuple[str, int], dict[str, Any]],
     check_pixels: bool,
 ) -> int:
     """Add the images of one file to `columns`; return how many it holds."""
@@ -323,7 +323,18 @@ def _add_entry(
     ov = entry.overrides
     for rec in records:
         if (source_path, rec.frame) in seen_frames:
-            continue  # the same image reached twice (a folder and a file in it)
+            # The same image reached twice (a folder and a file in it, a repeated manifest
+            # row): fine unless two manifest rows give it different values.
+            before = seen_frames[(source_path, rec.frame)]
+            clash = [k for k in ov if k in before and before[k] != ov[k]]
+            if clash:
+                k = clash[0]
+                raise EnrichError(
+                    f"{entry.source}: conflicting rows for {source_path}"
+                    f"{'' if rec.key is None else '#' + str(rec.key)}: {k} "
+                    f"{before[k]!r} and {ov[k]!r}; keep one row per image"
+                )
+            continue
         image_id = base if rec.key is None else f"{base}#{rec.key}"
         if image_id in seen:
             raise EnrichError(
@@ -331,7 +342,7 @@ def _add_entry(
                 "give their common parent folder as the source instead"
             )
         seen[image_id] = source_path
-        seen_frames.add((source_path, rec.frame))
+        seen_frames[(source_path, rec.frame)] = dict(ov)
         columns["id"].append(image_id)
         columns["source_path"].append(source_path)
         columns["frame"].append(rec.frame)

@@ -37,6 +37,7 @@ import numpy as np
 from enrich._atomic import write_text
 from enrich.errors import EnrichError
 from enrich.evaluate import stats as S
+from enrich.evaluate.results import DuplicateResultsWarning
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -93,8 +94,13 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunData:
         raise EnrichError(
             f"{run_dir}: no such run folder; expected runs/NAME from `enrich benchmark`"
         )
-    results = S.read_results(run_dir)
-    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DuplicateResultsWarning)
+        results = S.read_results(run_dir)
+    notes: list[str] = [str(w.message) for w in caught if w.category is DuplicateResultsWarning]
+    for w in caught:
+        if w.category is not DuplicateResultsWarning:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     meta: dict[str, Any] = {}
     meta_path = run_dir / "meta.json"
     if meta_path.is_file():

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from enrich._outputs import check_seed
 from enrich.embeddings import check_vectors
 from enrich.errors import EnrichError
 from enrich.select._greedy import GreedyState, greedy_order
@@ -63,7 +64,7 @@ class EnrichSelector(Selector):
     ) -> EnrichSelector:
         if self.metric not in METRICS:
             raise EnrichError(f"metric={self.metric!r}: expected one of {', '.join(METRICS)}")
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng(check_seed(self.seed))
         if self.metric == "precomputed":
             S = _check_square(X)
             init = resolve_initial(initial, len(S), rng)

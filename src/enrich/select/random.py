@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from enrich._outputs import check_seed
 from enrich.errors import EnrichError
 from enrich.select.base import InitialSpec, RankResult, Selector, resolve_budget, resolve_initial
 
@@ -33,7 +34,7 @@ class RandomSelector(Selector):
         n = len(arr)
         if n < 2:
             raise EnrichError(f"X has N={n} rows: need at least 2 images")
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng(check_seed(self.seed))
         init = resolve_initial(initial, n, rng)
         k = resolve_budget(self.budget, n, len(init))
         rest = np.setdiff1d(np.arange(n), init)

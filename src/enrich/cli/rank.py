@@ -30,17 +30,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--budget", type=int, metavar="K", help="images to pick (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the random seed set")
-    from enrich.select import SELECTORS
+    from enrich.select.registry import STRATEGIES  # data only: no numba at --help time
 
     parser.add_argument(
-        "--strategy", choices=sorted(SELECTORS), default="enrich", help="default: enrich"
+        "--strategy",
+        choices=list(STRATEGIES),
+        default="enrich",
+        help="how to order the images (default: enrich; see the list below)",
     )
+    parser.add_argument(
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a parameter of the strategy, repeatable (e.g. --param k=30)",
+    )
+    parser.epilog = _strategies_help(STRATEGIES)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
         "--out",
         "-o",
         metavar="CSV",
         help="order.csv to write (default with --workspace: WS/runs/rank/order.csv)",
     )
+
+
+def _strategies_help(strategies: dict) -> str:
+    lines = ["strategies (--strategy NAME, parameters as --param KEY=VALUE):"]
+    for spec in strategies.values():
+        lines.append(f"  {spec.name}: {spec.summary}")
+        for p in spec.params:
+            lines.append(f"      {p.name}={p.default}  {p.help}")
+    return "\n".join(lines)
 
 
 def parse_initial(text: str | None) -> float | int | None:
@@ -71,8 +91,10 @@ def run(args: argparse.Namespace) -> int:
     from enrich._atomic import write_json
     from enrich.cli._common import write_csv
     from enrich.embeddings import check_vectors, fingerprint
-    from enrich.select import SELECTORS
+    from enrich.select import SELECTORS, STRATEGIES
+    from enrich.select.registry import parse_params
 
+    params = parse_params(args.strategy, args.param)
     emb, manifest, name = load_input(args.embeddings, args.workspace)
     if args.out is None:
         if args.workspace is None:
@@ -94,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         initial = parse_initial(args.initial)
         initial_desc = args.initial
-    selector = SELECTORS[args.strategy](budget=args.budget, seed=args.seed)
+    selector = SELECTORS[args.strategy](budget=args.budget, seed=args.seed, **params)
     t0 = time.perf_counter()
     expected = len(X) if args.budget is None else args.budget
     with progress_bar(expected, f"ranking ({args.strategy})", unit="img") as update:
@@ -123,7 +145,10 @@ def run(args: argparse.Namespace) -> int:
             "strategy": args.strategy,
             "method": "exact greedy max-min cosine (ENRICH)"
             if args.strategy == "enrich"
-            else args.strategy,
+            else STRATEGIES[args.strategy].summary,
+            "params": {
+                p.name: params.get(p.name, p.default) for p in STRATEGIES[args.strategy].params
+            },
             "seed": args.seed,
             "initial": initial_desc,
             "n_initial": int(result.n_initial),

@@ -1,0 +1,135 @@
+"""Exact k nearest neighbours by cosine similarity, blocked, no N x N matrix.
+
+Shared by the label-free strategies (TypiClust's typicality, ProbCover's δ-balls, facility
+location's sparse similarity, the density guard). The pattern is the one of
+:mod:`enrich.redundancy`: symmetric float32 GEMM tiles of ``block x block`` (only tiles with
+``j0 >= i0``), each folded at once by a numba pass into the running top-k of its rows and of
+its columns, so memory is O(N·(d + k) + block²).
+
+Ties: every row sees its candidates in ascending index order (earlier row blocks through the
+column side, then its own block and later blocks through the row side) and a candidate must
+be strictly better than the current k-th to enter, so among equal similarities the lowest
+indices are kept. The result is exact for the float32 similarities; prior validation of data
+is assumed (finite, non-zero rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numba
+import numpy as np
+
+from enrich.similarity import normalize_rows
+
+__all__ = ["knn_cosine", "unit_rows"]
+
+
+def unit_rows(X: np.ndarray) -> np.ndarray:
+    """L2-normalised float32 copy of validated embeddings, (N, d)."""
+    return normalize_rows(X)
+
+
+@numba.njit(cache=True, nogil=True)
+def _push(
+    vals: np.ndarray, idx: np.ndarray, r: int, v: np.float32, j: int
+) -> None:  # pragma: no cover - jitted
+    """Replace row r's current worst entry (lowest value; on equal values the highest index)
+    by (v, j), then remember the new worst in slot 0 (swap)."""
+    k = vals.shape[1]
+    vals[r, 0] = v
+    idx[r, 0] = j
+    w = 0
+    for t in range(1, k):
+        if vals[r, t] < vals[r, w] or (vals[r, t] == vals[r, w] and idx[r, t] > idx[r, w]):
+            w = t
+    if w != 0:
+        tv = vals[r, 0]
+        ti = idx[r, 0]
+        vals[r, 0] = vals[r, w]
+        idx[r, 0] = idx[r, w]
+        vals[r, w] = tv
+        idx[r, w] = ti
+
+
+@numba.njit(cache=True, nogil=True)
+def _fold_tile(
+    T: np.ndarray, i0: int, j0: int, diagonal: bool, vals: np.ndarray, idx: np.ndarray
+) -> None:  # pragma: no cover - jitted
+    """Fold tile ``T = Xn[i0:] @ Xn[j0:].T`` into the top-k of its rows and (off the diagonal)
+    of its columns. Slot 0 of each row holds its current worst entry. For a column's row the
+    candidates ``i0 + i`` arrive in ascending order, all before its own row block's tiles."""
+    a, b = T.shape
+    for i in range(a):
+        r = i0 + i
+        for j in range(b):
+            c = j0 + j
+            v = T[i, j]
+            if diagonal:
+                if c != r and v > vals[r, 0]:
+                    _push(vals, idx, r, v, c)
+            else:
+                if v > vals[c, 0]:
+                    _push(vals, idx, c, v, r)
+                if v > vals[r, 0]:
+                    _push(vals, idx, r, v, c)
+
+
+def knn_cosine(
+    Xn: np.ndarray,
+    k: int,
+    *,
+    block: int = 1024,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k most similar other rows of every row (self excluded).
+
+    Parameters
+    ----------
+    Xn : ndarray of shape (n_images, n_dims), float32
+        Unit rows (:func:`unit_rows`).
+    k : int
+        1 <= k <= N - 1.
+
+    Returns
+    -------
+    neighbors : ndarray of shape (n_images, k), int64
+        Sorted by similarity, highest first; equal similarities by lowest index.
+    similarities : ndarray of shape (n_images, k), float32
+
+    Examples
+    --------
+    >>> Xn = unit_rows(np.array([[1.0, 0], [0.9, 0.1], [0, 1]]))
+    >>> knn_cosine(Xn, 1)[0].ravel().tolist()
+    [1, 0, 1]
+    """
+    n = len(Xn)
+    if not 1 <= k <= n - 1:
+        raise ValueError(f"k={k}: expected 1 <= k <= N-1 = {n - 1}")
+    Xn = np.ascontiguousarray(Xn, dtype=np.float32)
+    vals = np.full((n, k), -np.inf, dtype=np.float32)
+    # placeholders with indices above any real one, so real candidates displace them first
+    idx = np.full((n, k), n, dtype=np.int64)
+    buf = np.empty((block, block), dtype=np.float32)
+    for i0 in range(0, n, block):
+        Xi = Xn[i0 : i0 + block]
+        for j0 in range(i0, n, block):
+            Xj = Xn[j0 : j0 + block]
+            T = buf[: len(Xi), : len(Xj)]
+            np.matmul(Xi, Xj.T, out=T)  # (a, b)
+            _fold_tile(T, i0, j0, i0 == j0, vals, idx)
+        if progress is not None:
+            progress(len(Xi))
+    # sort each row: similarity descending, then index ascending
+    order = _row_order(vals, idx)
+    rows = np.arange(n)[:, None]
+    return idx[rows, order], np.minimum(vals[rows, order], np.float32(1.0))
+
+
+def _row_order(vals: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Per-row permutation sorting by (-similarity, index)."""
+    # idx < n+1 always; a stable sort by index, then a stable sort by -value
+    o1 = np.argsort(idx, axis=1, kind="stable")
+    v1 = np.take_along_axis(vals, o1, axis=1)
+    o2 = np.argsort(-v1, axis=1, kind="stable")
+    return np.take_along_axis(o1, o2, axis=1)

@@ -32,6 +32,20 @@ def _accumulate(
     return sums, counts
 
 
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _min_d2(X: np.ndarray, c: int, d2: np.ndarray) -> None:  # pragma: no cover - jitted
+    """d2[i] = min(d2[i], |X[i] - X[c]|^2) for unit rows (2 - 2 x.c), single-threaded: one
+    short pass per centre, where a BLAS GEMV would spend more on waking its threads."""
+    d = X.shape[1]
+    for i in range(X.shape[0]):
+        acc = 0.0
+        for t in range(d):
+            acc += np.float64(X[i, t]) * np.float64(X[c, t])
+        v = max(2.0 - 2.0 * acc, 0.0)
+        if v < d2[i]:
+            d2[i] = v
+
+
 def _assign(X: np.ndarray, C: np.ndarray, block: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """Nearest centre (squared Euclidean) per row, and that squared distance. (N,), (N,)."""
     half = 0.5 * np.einsum("ij,ij->i", C, C).astype(np.float32)  # (K,)
@@ -54,8 +68,8 @@ def _plusplus(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     centres = np.empty((k, X.shape[1]), dtype=np.float32)
     first = int(rng.integers(n))
     centres[0] = X[first]
-    # unit rows: |x - c|^2 = 2 - 2 x.c, one GEMV per new centre
-    d2 = np.maximum(2.0 - 2.0 * (X @ X[first]).astype(np.float64), 0.0)
+    d2 = np.full(n, np.inf)
+    _min_d2(X, first, d2)
     for c in range(1, k):
         total = d2.sum()
         if total <= 0.0:  # fewer distinct rows than clusters: any row will do
@@ -64,7 +78,7 @@ def _plusplus(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
             j = int(np.searchsorted(np.cumsum(d2), rng.random() * total, side="right"))
             j = min(j, n - 1)
         centres[c] = X[j]
-        np.minimum(d2, np.maximum(2.0 - 2.0 * (X @ X[j]).astype(np.float64), 0.0), out=d2)
+        _min_d2(X, j, d2)
     return centres
 
 

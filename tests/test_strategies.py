@@ -43,7 +43,7 @@ from _reference import (
     unit64,
 )
 
-NEW = ["typiclust", "probcover", "facility", "enrich_dense"]
+NEW = ["typiclust", "probcover", "facility", "repdiv", "enrich_dense"]
 ALL = list(STRATEGIES)
 
 
@@ -310,7 +310,7 @@ def test_contract_full_order_initial_first_and_seeded(name: str) -> None:
     )
 
 
-@pytest.mark.parametrize("name", ["probcover", "facility", "enrich_dense"])
+@pytest.mark.parametrize("name", ["probcover", "facility", "repdiv", "enrich_dense"])
 def test_budget_prefix_is_a_prefix_of_the_full_order(name: str) -> None:
     X = blobs(120, seed=16)
     full = SELECTORS[name](seed=1).fit(X, initial=[4]).order_
@@ -441,3 +441,66 @@ def test_rank_help_lists_strategies_without_numba() -> None:
     for name in ALL:
         assert f"  {name}: " in out
     assert "diversity=0.0" in out and "delta=None" in out
+
+
+# --------------------------------------------------------------------------- benchmark
+@pytest.mark.slow
+def test_protocol_runs_every_registered_strategy(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("monai")
+    import torch
+
+    from enrich.evaluate.data import BenchmarkData
+    from enrich.evaluate.protocol import run_benchmark
+
+    rng = np.random.default_rng(0)
+    n = 90
+    y = np.arange(n) % 2
+    x = rng.normal(size=(n, 16, 16)).astype(np.float32)
+    x[y == 1, 4:12, 4:12] += 2.0
+    vec = x.reshape(n, -1)[:, ::8] + rng.normal(scale=0.1, size=(n, 32))
+    data = BenchmarkData.from_arrays(x, labels=y, vectors=vec)
+    cfg = {
+        "strategies": ALL,
+        "initializations": 1,
+        "models": 1,
+        "initial": 6,
+        "sizes": [6, 12, 20],
+        "full": False,
+        "model": {"input_size": 16, "block_inplanes": [4, 8, 8, 8], "layers": [1, 1, 1, 1]},
+        "train": {"epochs": 1, "patience": None, "batch_size": 16},
+        "split": {"test_fraction": 0.3},
+    }
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_benchmark(data, cfg, tmp_path, progress=False, report=False)
+    finally:
+        torch.set_num_threads(before)
+    subsets = pd.read_parquet(tmp_path / "subsets.parquet")
+    assert set(subsets["strategy"]) == set(ALL)
+    first = subsets[subsets["size"] == 6].groupby("strategy")["id"].apply(frozenset)
+    assert first.nunique() == 1  # every strategy starts from the same seed subset
+    for name, grp in subsets.groupby("strategy"):
+        sets = [set(g["id"]) for _, g in grp.groupby("size")]
+        assert [len(s_) for s_ in sets] == [6, 12, 20], name
+        assert sets[0] <= sets[1] <= sets[2], name
+    rows = pd.read_csv(tmp_path / "results.csv")
+    assert set(rows["strategy"]) == set(ALL) and (rows["status"] == "ok").all()
+
+
+def test_protocol_rejects_an_unknown_strategy(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from enrich.evaluate.data import BenchmarkData
+    from enrich.evaluate.protocol import run_benchmark
+
+    rng = np.random.default_rng(0)
+    data = BenchmarkData.from_arrays(
+        rng.normal(size=(40, 8, 8)).astype(np.float32),
+        labels=np.arange(40) % 2,
+        vectors=rng.normal(size=(40, 6)),
+    )
+    out = tmp_path / "run"
+    with pytest.raises(EnrichError, match="strategies: unknown coreset; registered: enrich"):
+        run_benchmark(data, {"strategies": ["enrich", "coreset"]}, out, progress=False)
+    assert not out.exists()

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from enrich.select.base import InitialSpec, RankResult, Selector
     from enrich.select.enrich import EnrichSelector
     from enrich.select.enrich_dense import DenseEnrichSelector
-    from enrich.select.facility import FacilitySelector
+    from enrich.select.facility import FacilitySelector, RepDivSelector
     from enrich.select.probcover import ProbCoverSelector
     from enrich.select.random import RandomSelector
     from enrich.select.typiclust import TypiClustSelector
@@ -30,6 +30,7 @@ __all__ = [
     "ProbCoverSelector",
     "RandomSelector",
     "RankResult",
+    "RepDivSelector",
     "Selector",
     "TypiClustSelector",
     "rank",

@@ -27,7 +27,7 @@ picks the first 70% of a budget by facility location and the last 30% by diversi
 order must be good at every prefix, so we interleave instead: pick *t* (1-based, after the
 initial set) is a diversity pick whenever ``floor(diversity · t)`` grows, else a facility
 pick; every prefix then holds about ``diversity`` of diversity picks (``diversity = 0.3`` is
-RepDiv's mix). A diversity pick is ENRICH's rule, the image with the lowest maximum cosine
+RepDiv's mix, registered on its own as ``repdiv``). A diversity pick is ENRICH's rule, the image with the lowest maximum cosine
 similarity to everything chosen so far (exact, over all images); the benchmark's code scores
 the *largest* distance to any chosen image, which we read as a slip for the k-center rule.
 Both kinds of pick update the facility state. A diversity pick costs one pass over the
@@ -49,7 +49,7 @@ from enrich.select._common import check_fraction, check_int, prepare
 from enrich.select._knn import knn_cosine, unit_rows
 from enrich.select.base import InitialSpec, RankResult, Selector
 
-__all__ = ["FacilitySelector", "facility_order", "similarity_graph"]
+__all__ = ["FacilitySelector", "RepDivSelector", "facility_order", "similarity_graph"]
 
 
 def similarity_graph(
@@ -299,3 +299,28 @@ class FacilitySelector(Selector):
         return self._set_result(  # type: ignore[return-value]
             RankResult(order, np.full(len(order), np.nan), len(init), self.name, self.seed, info)
         )
+
+
+class RepDivSelector(FacilitySelector):
+    """MedCAL-Bench's RepDiv mix under its own name: facility location with 30% max-min
+    diversity picks interleaved (``FacilitySelector(diversity=0.3)``), so that a benchmark
+    can compare it with plain facility location in one run.
+
+    Examples
+    --------
+    >>> X = np.random.default_rng(0).normal(size=(100, 8))
+    >>> RepDivSelector(budget=4).fit(X, initial=[0]).result_.info["diversity"]
+    0.3
+    """
+
+    name = "repdiv"
+
+    def __init__(
+        self,
+        *,
+        budget: int | None = None,
+        seed: int | None = None,
+        k: int = 20,
+        diversity: float = 0.3,
+    ) -> None:
+        super().__init__(budget=budget, seed=seed, k=k, diversity=diversity)

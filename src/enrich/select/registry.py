@@ -106,6 +106,16 @@ STRATEGIES: dict[str, Strategy] = {
             ),
         ),
         Strategy(
+            "repdiv",
+            "enrich.select.facility",
+            "RepDivSelector",
+            "RepDiv (MedCAL-Bench 2025): facility location with 30% max-min picks interleaved",
+            (
+                Param("k", int, 20, "neighbours per image in the sparse similarity"),
+                Param("diversity", float, 0.3, "share of max-min picks, in [0, 1)"),
+            ),
+        ),
+        Strategy(
             "enrich_dense",
             "enrich.select.enrich_dense",
             "DenseEnrichSelector",

@@ -504,3 +504,34 @@ def test_protocol_rejects_an_unknown_strategy(tmp_path: Path) -> None:
     with pytest.raises(EnrichError, match="strategies: unknown coreset; registered: enrich"):
         run_benchmark(data, {"strategies": ["enrich", "coreset"]}, out, progress=False)
     assert not out.exists()
+
+
+def test_cli_rank_from_a_workspace(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from enrich.embeddings import Embeddings
+    from enrich.io import discover, read_frames
+    from enrich.preprocess import Preprocess
+    from enrich.workspace import Workspace
+
+    src = tmp_path / "src" / "patient_1"
+    src.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        base = (i % 4) * 60
+        img = np.clip(base + rng.normal(scale=20, size=(12, 12)), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(src / f"img_{i:02d}.png")
+    found = discover(tmp_path / "src")
+    ws = Workspace.create(tmp_path / "ws")
+    ids, vecs = [], []
+    for image_id, img in read_frames(found.manifest, preprocess=Preprocess(size=8)):
+        ids.append(image_id)
+        vecs.append(img.ravel() + 1e-3)
+    ws.write_embeddings(Embeddings(np.array(ids), np.stack(vecs).astype(np.float32)))
+    ws.write_manifest(found.manifest)
+    for name in ("typiclust", "probcover"):
+        assert main(["rank", "-w", str(ws.path), "--strategy", name, "--budget", "10"]) == 0
+        t = pd.read_csv(ws.path / "runs" / "rank" / "order.csv")
+        assert list(t.columns[:4]) == ["rank", "id", "max_similarity_at_pick", "initial"]
+        assert {"path"} <= set(t.columns) and len(t) == 11
+        assert t["path"].str.contains("img_").all()

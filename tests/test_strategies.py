@@ -487,6 +487,17 @@ def test_protocol_runs_every_registered_strategy(tmp_path: Path) -> None:
         assert sets[0] <= sets[1] <= sets[2], name
     rows = pd.read_csv(tmp_path / "results.csv")
     assert set(rows["strategy"]) == set(ALL) and (rows["status"] == "ok").all()
+    # the user-facing verdict over all of them
+    from enrich.evaluate.verdict import write_verdict
+
+    verdict = write_verdict(tmp_path, n_boot=50)
+    assert verdict is not None
+    saved = json.loads((tmp_path / "verdict.json").read_text())
+    assert saved["headline"] == verdict.headline
+    assert saved["excluded_sizes"] == [6]  # the shared seed subset compares nothing
+    assert {c["strategy"] for c in saved["comparisons"]} == set(ALL) - {"random"}
+    assert {p["strategy"] for p in saved["pooled"]} == set(ALL) - {"random"}
+    assert {e["size"] for e in saved["label_efficiency"]} == {12, 20}
 
 
 def test_protocol_rejects_an_unknown_strategy(tmp_path: Path) -> None:

@@ -136,4 +136,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"results: {out / 'results.csv'}")
     if result.report is not None:
         print(f"report: {result.report}")
+    from enrich.evaluate.verdict import write_verdict
+
+    verdict = write_verdict(out)
+    if verdict is not None:
+        print(f"verdict: {verdict.headline} ({out / 'verdict.json'})")
     return 0

@@ -27,9 +27,10 @@ picks the first 70% of a budget by facility location and the last 30% by diversi
 order must be good at every prefix, so we interleave instead: pick *t* (1-based, after the
 initial set) is a diversity pick whenever ``floor(diversity · t)`` grows, else a facility
 pick; every prefix then holds about ``diversity`` of diversity picks (``diversity = 0.3`` is
-RepDiv's mix, registered on its own as ``repdiv``). A diversity pick is ENRICH's rule, the image with the lowest maximum cosine
-similarity to everything chosen so far (exact, over all images); the benchmark's code scores
-the *largest* distance to any chosen image, which we read as a slip for the k-center rule.
+RepDiv's mix, registered on its own as ``repdiv``). A diversity pick is ENRICH's rule, the
+image with the lowest maximum cosine similarity to everything chosen so far (exact, over all
+images); the benchmark's code scores the *largest* distance to any chosen image, which we read
+as a slip for the k-center rule.
 Both kinds of pick update the facility state. A diversity pick costs one pass over the
 embeddings, so ``diversity > 0`` is slower on large sets.
 

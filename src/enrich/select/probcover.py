@@ -88,7 +88,7 @@ def purity_delta(
 
     >>> nb = np.array([[1], [0], [3], [2]]); d = np.array([[.1], [.1], [.2], [.2]])
     >>> purity_delta(nb, d, np.array([0, 1, 1, 1]), 0.5)
-    (0.1, False)
+    (0.2, False)
     """
     n = len(labels)
     other = labels[neighbors] != labels[:, None]  # (N, k)

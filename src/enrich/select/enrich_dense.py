@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numba
 import numpy as np
 
 from enrich.embeddings import check_vectors
@@ -63,6 +64,55 @@ def outliers_by_density(sims: np.ndarray, fraction: float) -> tuple[np.ndarray, 
         order = np.lexsort((np.arange(n), density))  # least dense first, ties by index
         outlier[order[:m]] = True
     return outlier, density
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _tail_kernel(
+    R: np.ndarray, s: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - jitted
+    """ENRICH's greedy among the rows of R, from running maxima s (float64): pick the lowest s
+    (ties: the first row), raise s with its float64 dot products. (k,), (k,)."""
+    m, d = R.shape
+    picks = np.empty(k, dtype=np.int64)
+    vals = np.empty(k, dtype=np.float64)
+    for t in range(k):
+        j = 0
+        best = np.inf
+        for i in range(m):
+            if s[i] < best:
+                best = s[i]
+                j = i
+        picks[t] = j
+        vals[t] = best
+        s[j] = np.inf
+        for i in range(m):
+            if s[i] == np.inf:
+                continue
+            acc = 0.0
+            for c in range(d):
+                acc += np.float64(R[i, c]) * np.float64(R[j, c])
+            if acc > s[i]:
+                s[i] = acc
+    return picks, vals
+
+
+def _tail(
+    Xn: np.ndarray, chosen: np.ndarray, k: int, progress: Callable[[int], None] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The remaining images in ENRICH order given everything chosen: one blocked GEMM for
+    their similarity to the chosen set (rest x chosen, not N x chosen), then the greedy among
+    them alone. Returns original indices and max similarities at pick."""
+    taken = np.zeros(len(Xn), dtype=bool)
+    taken[chosen] = True
+    rest = np.flatnonzero(~taken)  # ascending: ties go to the lowest original index
+    R = np.ascontiguousarray(Xn[rest])
+    s = np.full(len(rest), -np.inf)
+    for a in range(0, len(chosen), 4096):
+        np.maximum(s, (R @ Xn[chosen[a : a + 4096]].T).max(axis=1), out=s)
+    picks, vals = _tail_kernel(R, s, k)
+    if progress is not None:
+        progress(k)
+    return rest[picks], vals
 
 
 class DenseEnrichSelector(Selector):
@@ -141,7 +191,7 @@ class DenseEnrichSelector(Selector):
         k2 = n_picks - k1
         if k2 > 0:
             chosen = np.concatenate([init, *picks_parts])
-            p2, s2 = greedy_order(Xv, chosen, k2, progress=progress)
+            p2, s2 = _tail(Xn, chosen, k2, progress)
             picks_parts.append(p2)
             sims_parts.append(s2)
         picks = np.concatenate(picks_parts) if picks_parts else np.zeros(0, dtype=np.int64)

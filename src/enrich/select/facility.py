@@ -69,9 +69,8 @@ def similarity_graph(
         (np.maximum(sims.ravel().astype(np.float64), 0.0), (rows, neighbors.ravel())),
         shape=(n, n),
     )
-    W = W.maximum(W.T).tolil()
-    W.setdiag(1.0)
-    W = W.tocsr()
+    # no self edges in a k-NN list, so the symmetric part has an empty diagonal: add 1 there
+    W = (W.maximum(W.T) + sparse.identity(n, format="csr")).tocsr()
     W.sort_indices()
     return (
         W.indptr.astype(np.int64),

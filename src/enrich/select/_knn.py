@@ -9,8 +9,10 @@ its columns, so memory is O(N·(d + k) + block²).
 Ties: every row sees its candidates in ascending index order (earlier row blocks through the
 column side, then its own block and later blocks through the row side) and a candidate must
 be strictly better than the current k-th to enter, so among equal similarities the lowest
-indices are kept. The result is exact for the float32 similarities; prior validation of data
-is assumed (finite, non-zero rows).
+indices are kept. Each row's top-k is a binary heap (O(log k) per entry) and a contiguous
+array mirrors each row's k-th value for the one comparison most candidates get. The result is
+exact for the float32 similarities; prior validation of data is assumed (finite, non-zero
+rows).
 """
 
 from __future__ import annotations
@@ -32,47 +34,65 @@ def unit_rows(X: np.ndarray) -> np.ndarray:
 
 @numba.njit(cache=True, nogil=True)
 def _push(
-    vals: np.ndarray, idx: np.ndarray, r: int, v: np.float32, j: int
+    vals: np.ndarray, idx: np.ndarray, worst: np.ndarray, r: int, v: np.float32, j: int
 ) -> None:  # pragma: no cover - jitted
-    """Replace row r's current worst entry (lowest value; on equal values the highest index)
-    by (v, j), then remember the new worst in slot 0 (swap)."""
+    """Replace row r's worst entry by (v, j). Each row is a binary min-heap ordered by
+    (value, -index): its root, slot 0, is the lowest value, on equal values the highest
+    index. O(log k) per replacement; `worst[r]` mirrors the root's value."""
     k = vals.shape[1]
-    vals[r, 0] = v
-    idx[r, 0] = j
-    w = 0
-    for t in range(1, k):
-        if vals[r, t] < vals[r, w] or (vals[r, t] == vals[r, w] and idx[r, t] > idx[r, w]):
-            w = t
-    if w != 0:
-        tv = vals[r, 0]
-        ti = idx[r, 0]
-        vals[r, 0] = vals[r, w]
-        idx[r, 0] = idx[r, w]
-        vals[r, w] = tv
-        idx[r, w] = ti
+    i = 0
+    while True:
+        left = 2 * i + 1
+        if left >= k:
+            break
+        c = left
+        right = left + 1
+        if right < k and (
+            vals[r, right] < vals[r, left]
+            or (vals[r, right] == vals[r, left] and idx[r, right] > idx[r, left])
+        ):
+            c = right
+        # stop when the new entry is no worse than the worse child
+        if v < vals[r, c] or (v == vals[r, c] and j > idx[r, c]):
+            break
+        vals[r, i] = vals[r, c]
+        idx[r, i] = idx[r, c]
+        i = c
+    vals[r, i] = v
+    idx[r, i] = j
+    worst[r] = vals[r, 0]
 
 
 @numba.njit(cache=True, nogil=True)
 def _fold_tile(
-    T: np.ndarray, i0: int, j0: int, diagonal: bool, vals: np.ndarray, idx: np.ndarray
+    T: np.ndarray,
+    i0: int,
+    j0: int,
+    diagonal: bool,
+    vals: np.ndarray,
+    idx: np.ndarray,
+    worst: np.ndarray,
 ) -> None:  # pragma: no cover - jitted
     """Fold tile ``T = Xn[i0:] @ Xn[j0:].T`` into the top-k of its rows and (off the diagonal)
-    of its columns. Slot 0 of each row holds its current worst entry. For a column's row the
-    candidates ``i0 + i`` arrive in ascending order, all before its own row block's tiles."""
+    of its columns. For a column's row the candidates ``i0 + i`` arrive in ascending order,
+    all before its own row block's tiles."""
     a, b = T.shape
     for i in range(a):
         r = i0 + i
+        wr = worst[r]
         for j in range(b):
             c = j0 + j
             v = T[i, j]
             if diagonal:
-                if c != r and v > vals[r, 0]:
-                    _push(vals, idx, r, v, c)
+                if c != r and v > wr:
+                    _push(vals, idx, worst, r, v, c)
+                    wr = worst[r]
             else:
-                if v > vals[c, 0]:
-                    _push(vals, idx, c, v, r)
-                if v > vals[r, 0]:
-                    _push(vals, idx, r, v, c)
+                if v > worst[c]:
+                    _push(vals, idx, worst, c, v, r)
+                if v > wr:
+                    _push(vals, idx, worst, r, v, c)
+                    wr = worst[r]
 
 
 def knn_cosine(
@@ -110,6 +130,7 @@ def knn_cosine(
     vals = np.full((n, k), -np.inf, dtype=np.float32)
     # placeholders with indices above any real one, so real candidates displace them first
     idx = np.full((n, k), n, dtype=np.int64)
+    worst = np.full(n, -np.inf, dtype=np.float32)  # each row's current k-th best
     buf = np.empty((block, block), dtype=np.float32)
     for i0 in range(0, n, block):
         Xi = Xn[i0 : i0 + block]
@@ -117,7 +138,7 @@ def knn_cosine(
             Xj = Xn[j0 : j0 + block]
             T = buf[: len(Xi), : len(Xj)]
             np.matmul(Xi, Xj.T, out=T)  # (a, b)
-            _fold_tile(T, i0, j0, i0 == j0, vals, idx)
+            _fold_tile(T, i0, j0, i0 == j0, vals, idx, worst)
         if progress is not None:
             progress(len(Xi))
     # sort each row: similarity descending, then index ascending

@@ -498,6 +498,7 @@ def test_protocol_runs_every_registered_strategy(tmp_path: Path) -> None:
     assert {c["strategy"] for c in saved["comparisons"]} == set(ALL) - {"random"}
     assert {p["strategy"] for p in saved["pooled"]} == set(ALL) - {"random"}
     assert {e["size"] for e in saved["label_efficiency"]} == {12, 20}
+    assert (tmp_path / "label_efficiency.png").stat().st_size > 1000
 
 
 def test_protocol_rejects_an_unknown_strategy(tmp_path: Path) -> None:

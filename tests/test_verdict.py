@@ -145,3 +145,25 @@ def test_recommend_refuses_a_strategy_worse_than_random_somewhere() -> None:
         n=10,
     )
     assert recommend(t).strategy is None
+
+
+def test_label_efficiency_figure_draws_each_strategy() -> None:
+    from enrich.evaluate.verdict import plot_label_efficiency
+
+    t = table(
+        {
+            "random": RANDOM,
+            "fast": {10: 0.65, 20: 0.8, 40: 0.86, 80: 0.88},
+            "slow": {n: v - 0.3 for n, v in RANDOM.items()},
+        },
+        sd=0.01,
+    )
+    fig = plot_label_efficiency(label_efficiency(t, n_boot=20))
+    ax = fig.axes[0]
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert "fast" in labels and "as many labels as random" in labels
+    # "slow" never reaches random: open markers on the top edge only
+    top = ax.get_xlim()[1]
+    slow = next(ln for ln in ax.get_lines() if ln.get_label() == "slow")
+    assert len(slow.get_xdata()) == 0
+    assert any(np.allclose(ln.get_ydata(), top) for ln in ax.get_lines() if len(ln.get_ydata()))

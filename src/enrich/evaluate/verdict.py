@@ -42,12 +42,15 @@ from enrich.evaluate.stats import (
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "Verdict",
     "compare_strategies",
     "holm",
     "label_efficiency",
+    "plot_label_efficiency",
     "recommend",
     "write_verdict",
 ]
@@ -230,6 +233,56 @@ def label_efficiency(
     return pd.DataFrame(rows, columns=[*columns, "status"])
 
 
+def plot_label_efficiency(eff: pd.DataFrame, ax: Axes | None = None) -> Figure:
+    """Labels each strategy needs to match the baseline, against the baseline's labels.
+
+    Parameters
+    ----------
+    eff : DataFrame
+        :func:`label_efficiency`'s table.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One line per strategy with its bootstrap band; the diagonal is "as many labels as
+        random" (below it: the strategy saves labels). Points whose curve never reached the
+        target within the measured sizes are drawn as open markers on the top edge.
+    """
+    from matplotlib.figure import Figure
+
+    from enrich.report.plots import strategy_colors
+
+    if ax is None:
+        fig = Figure(figsize=(5.5, 4.2), layout="constrained")
+        ax = fig.add_subplot()
+    else:
+        fig = ax.figure  # type: ignore[assignment]
+    sizes = np.sort(eff["size"].unique()) if len(eff) else np.array([1.0])
+    top = float(sizes.max()) * 1.15
+    ax.plot([0, top], [0, top], color="0.6", lw=1, ls="--", label="as many labels as random")
+    colors = strategy_colors(eff["strategy"].unique())
+    for name, g in eff.groupby("strategy", sort=False):
+        g = g.sort_values("size")
+        c = colors[str(name)]
+        finite = np.isfinite(g["labels"].to_numpy(dtype=float))
+        x = g["size"].to_numpy(dtype=float)
+        ax.plot(x[finite], g["labels"].to_numpy(dtype=float)[finite], "o-", color=c, label=name)
+        lo = np.minimum(g["ci_low"].to_numpy(dtype=float), top)
+        hi = np.minimum(g["ci_high"].to_numpy(dtype=float), top)
+        ax.fill_between(x, lo, hi, color=c, alpha=0.15, lw=0)
+        if (~finite).any():
+            ax.plot(x[~finite], np.full((~finite).sum(), top), "o", mfc="none", color=c)
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top * 1.02)
+    ax.set_xlabel("labels random needed (measured size)")
+    ax.set_ylabel("labels the strategy needs for the same metric")
+    ax.set_title("Label efficiency (band: bootstrap 95% over models)")
+    ax.legend(loc="upper left", frameon=False, fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The headline of a multi-strategy benchmark.
@@ -335,7 +388,8 @@ def recommend(
 
 def write_verdict(run_dir: str | os.PathLike[str], *, n_boot: int = 1000) -> Verdict | None:
     """Write ``verdict.json`` (the headline, pooled tests, per-size comparisons with Holm's
-    correction, label efficiency with bootstrap intervals) into a benchmark run folder.
+    correction, label efficiency with bootstrap intervals) and ``label_efficiency.png`` into
+    a benchmark run folder.
 
     Returns None (and writes nothing) when the run has fewer than two subset strategies with
     results yet.
@@ -346,6 +400,8 @@ def write_verdict(run_dir: str | os.PathLike[str], *, n_boot: int = 1000) -> Ver
     from enrich.evaluate.stats import check_results, read_results, shared_sizes
 
     run = Path(run_dir)
+    if not (run / "results.csv").exists():
+        return None
     table = check_results(read_results(run / "results.csv"))
     ok = ok_results(table)
     if len(set(ok["strategy"]) - {FULL}) < 2:
@@ -374,4 +430,10 @@ def write_verdict(run_dir: str | os.PathLike[str], *, n_boot: int = 1000) -> Ver
             "label_efficiency": plain(eff),
         },
     )
+    if len(eff):
+        from enrich._atomic import atomic_path
+        from enrich.report.plots import figure_png
+
+        with atomic_path(run / "label_efficiency.png") as tmp:
+            tmp.write_bytes(figure_png(plot_label_efficiency(eff)))
     return verdict

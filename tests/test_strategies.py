@@ -71,6 +71,17 @@ def test_knn_matches_reference(n: int, k: int, block: int) -> None:
     assert all(len(set(row)) == k for row in nb.tolist())
 
 
+@pytest.mark.parametrize("workers", [2, 3])
+def test_knn_is_the_same_for_any_number_of_workers(workers: int) -> None:
+    X = clustered(300, 8, seed=3)
+    X = np.vstack([X, X[::9], np.tile(X[:1], (5, 1))])  # exact duplicates: ties
+    Xn = unit_rows(X)
+    one = knn_cosine(Xn, 12, block=64, workers=1)
+    many = knn_cosine(Xn, 12, block=64, workers=workers)
+    np.testing.assert_array_equal(one[0], many[0])
+    np.testing.assert_array_equal(one[1], many[1])
+
+
 def test_knn_ties_keep_the_lowest_indices() -> None:
     X = np.array([[1.0, 0.0]] * 5 + [[0.0, 1.0]])  # exact duplicates: similarity exactly 1
     nb, _ = knn_cosine(unit_rows(X), 2, block=2)

@@ -10,18 +10,24 @@ Ties: every row sees its candidates in ascending index order (earlier row blocks
 column side, then its own block and later blocks through the row side) and a candidate must
 be strictly better than the current k-th to enter, so among equal similarities the lowest
 indices are kept. Each row's top-k is a binary heap (O(log k) per entry) and a contiguous
-array mirrors each row's k-th value for the one comparison most candidates get. The result is
+array mirrors each row's k-th value for the one comparison most candidates get. As in
+``redundancy``, tiles are shared among worker threads (one per BLAS thread, each GEMM
+single-threaded); each worker keeps its own top-k lists (its candidates still arrive in
+ascending order), and the lists merge exactly by (similarity desc, index asc), so the answer
+is the same for any number of workers. The result is
 exact for the float32 similarities; prior validation of data is assumed (finite, non-zero
 rows).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import numba
 import numpy as np
 
+from enrich.redundancy import _blas_workers, _locked
 from enrich.similarity import normalize_rows
 
 __all__ = ["knn_cosine", "unit_rows"]
@@ -100,6 +106,7 @@ def knn_cosine(
     k: int,
     *,
     block: int = 1024,
+    workers: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k most similar other rows of every row (self excluded).
@@ -110,6 +117,9 @@ def knn_cosine(
         Unit rows (:func:`unit_rows`).
     k : int
         1 <= k <= N - 1.
+    workers : int, optional
+        Threads (each with a one-thread GEMM); default: one per BLAS thread, at most 8. The
+        result is the same for any number.
 
     Returns
     -------
@@ -127,24 +137,65 @@ def knn_cosine(
     if not 1 <= k <= n - 1:
         raise ValueError(f"k={k}: expected 1 <= k <= N-1 = {n - 1}")
     Xn = np.ascontiguousarray(Xn, dtype=np.float32)
-    vals = np.full((n, k), -np.inf, dtype=np.float32)
-    # placeholders with indices above any real one, so real candidates displace them first
-    idx = np.full((n, k), n, dtype=np.int64)
-    worst = np.full(n, -np.inf, dtype=np.float32)  # each row's current k-th best
-    buf = np.empty((block, block), dtype=np.float32)
-    for i0 in range(0, n, block):
-        Xi = Xn[i0 : i0 + block]
-        for j0 in range(i0, n, block):
-            Xj = Xn[j0 : j0 + block]
-            T = buf[: len(Xi), : len(Xj)]
-            np.matmul(Xi, Xj.T, out=T)  # (a, b)
-            _fold_tile(T, i0, j0, i0 == j0, vals, idx, worst)
-        if progress is not None:
-            progress(len(Xi))
-    # sort each row: similarity descending, then index ascending
-    order = _row_order(vals, idx)
+    tiles = [(i0, j0) for i0 in range(0, n, block) for j0 in range(i0, n, block)]
+    with _blas_workers() as n_workers:
+        n_workers = max(1, min(workers or n_workers, len(tiles)))
+        parts = [_Partial(n, k, block) for _ in range(n_workers)]
+        if n_workers == 1:
+            parts[0].run(Xn, tiles, progress)
+        else:
+            # each worker takes every w-th tile with a one-thread GEMM, so that one core's
+            # fold overlaps another's GEMM; the per-worker top-k lists merge exactly below
+            lock = threading.Lock()
+            tick = None if progress is None else _locked(progress, lock)
+            threads = [
+                threading.Thread(target=part.run, args=(Xn, tiles[w::n_workers], tick))
+                for w, part in enumerate(parts)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            for part in parts:
+                if part.error is not None:
+                    raise part.error
+    vals = np.concatenate([p.vals for p in parts], axis=1)  # (N, workers·k)
+    idx = np.concatenate([p.idx for p in parts], axis=1)
+    # sort each row: similarity descending, then index ascending; keep the first k
+    order = _row_order(vals, idx)[:, :k]
     rows = np.arange(n)[:, None]
     return idx[rows, order], np.minimum(vals[rows, order], np.float32(1.0))
+
+
+class _Partial:
+    """One worker's running top-k (heaps) over the tiles it was given."""
+
+    def __init__(self, n: int, k: int, block: int) -> None:
+        self.vals = np.full((n, k), -np.inf, dtype=np.float32)
+        # placeholders with indices above any real one, so real candidates displace them first
+        self.idx = np.full((n, k), n, dtype=np.int64)
+        self.worst = np.full(n, -np.inf, dtype=np.float32)  # each row's current k-th best
+        self.buffer = np.empty((block, block), dtype=np.float32)
+        self.block = block
+        self.error: BaseException | None = None
+
+    def run(
+        self,
+        Xn: np.ndarray,
+        tiles: list[tuple[int, int]],
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        try:
+            b = self.block
+            for i0, j0 in tiles:
+                Xi, Xj = Xn[i0 : i0 + b], Xn[j0 : j0 + b]
+                T = self.buffer[: len(Xi), : len(Xj)]
+                np.matmul(Xi, Xj.T, out=T)  # (a, b) float32 tile; BLAS releases the GIL
+                _fold_tile(T, i0, j0, i0 == j0, self.vals, self.idx, self.worst)
+                if progress is not None:
+                    progress(len(Xi) if j0 == i0 else 0)
+        except BaseException as exc:  # re-raised by the caller's thread
+            self.error = exc
 
 
 def _row_order(vals: np.ndarray, idx: np.ndarray) -> np.ndarray:

@@ -529,7 +529,7 @@ def test_protocol_rejects_an_unknown_strategy(tmp_path: Path) -> None:
     assert not out.exists()
 
 
-def test_cli_rank_from_a_workspace(tmp_path: Path) -> None:
+def _tiny_workspace(tmp_path: Path) -> Path:
     from PIL import Image
 
     from enrich.embeddings import Embeddings
@@ -552,9 +552,61 @@ def test_cli_rank_from_a_workspace(tmp_path: Path) -> None:
         vecs.append(img.ravel() + 1e-3)
     ws.write_embeddings(Embeddings(np.array(ids), np.stack(vecs).astype(np.float32)))
     ws.write_manifest(found.manifest)
+    return ws.path
+
+
+def test_cli_rank_from_a_workspace(tmp_path: Path) -> None:
+    ws = _tiny_workspace(tmp_path)
     for name in ("typiclust", "probcover"):
-        assert main(["rank", "-w", str(ws.path), "--strategy", name, "--budget", "10"]) == 0
-        t = pd.read_csv(ws.path / "runs" / "rank" / "order.csv")
+        assert main(["rank", "-w", str(ws), "--strategy", name, "--budget", "10"]) == 0
+        t = pd.read_csv(ws / "runs" / "rank" / "order.csv")
         assert list(t.columns[:4]) == ["rank", "id", "max_similarity_at_pick", "initial"]
         assert {"path"} <= set(t.columns) and len(t) == 11
         assert t["path"].str.contains("img_").all()
+
+
+def _fake_results(out: Path) -> None:
+    from enrich.evaluate.results import RESULT_COLUMNS
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for s, shift in (("random", 0.0), ("typiclust", 0.05), ("enrich", -0.01)):
+        for size in (10, 20, 40):
+            for m in range(6):
+                v = 0.6 + size / 200 + shift + 0.01 * rng.normal()
+                rows.append((s, 0, size, size / 100, m, m, "auc", v, "ok", "", 1.0))
+    out.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=list(RESULT_COLUMNS)).to_csv(out / "results.csv", index=False)
+
+
+def test_cli_benchmark_prints_the_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import types
+
+    import enrich.evaluate.protocol as protocol
+
+    ws = _tiny_workspace(tmp_path)
+    out = tmp_path / "run"
+
+    def fake_run(ws_path, cfg, out_dir, **kw):  # the models are not the point here
+        _fake_results(Path(out_dir))
+        return types.SimpleNamespace(n_ok=54, n_failed=0, n_trained=54, seconds=1.0, report=None)
+
+    monkeypatch.setattr(protocol, "run_benchmark", fake_run)
+    assert main(["benchmark", "-w", str(ws), "--config", "quick", "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert "verdict: Label with typiclust" in stdout
+    assert json.loads((out / "verdict.json").read_text())["strategy"] == "typiclust"
+    assert (out / "label_efficiency.png").is_file()
+
+    import enrich.evaluate.verdict as verdict
+
+    def broken(run_dir):
+        raise EnrichError("results.csv: column 'value' is not numeric")
+
+    monkeypatch.setattr(verdict, "write_verdict", broken)
+    assert main(["benchmark", "-w", str(ws), "--config", "quick", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "warning: no verdict: results.csv: column 'value' is not numeric" in captured.err
+    assert "verdict:" not in captured.out

@@ -136,9 +136,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"results: {out / 'results.csv'}")
     if result.report is not None:
         print(f"report: {result.report}")
+    from enrich.errors import EnrichError
     from enrich.evaluate.verdict import write_verdict
 
-    verdict = write_verdict(out)
+    try:
+        verdict = write_verdict(out)
+    except (EnrichError, ValueError) as exc:  # the models are saved; only the summary failed
+        print(f"warning: no verdict: {' '.join(str(exc).split())}", file=sys.stderr)
+        verdict = None
     if verdict is not None:
         print(f"verdict: {verdict.headline} ({out / 'verdict.json'})")
     return 0

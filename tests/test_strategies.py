@@ -339,6 +339,24 @@ def test_any_seed_works(name: str, seed: int, n: int) -> None:
     assert len(sel.order_) == n_init + n // 3 == len(set(sel.order_.tolist()))
 
 
+def test_a_name_with_parameters_is_that_variant() -> None:
+    X = blobs(80, seed=30)
+    name = "facility(diversity=0.5, k=7)"
+    assert name in SELECTORS and name not in list(SELECTORS)
+    cls = SELECTORS[name]
+    assert cls is SELECTORS[name] and issubclass(cls, FacilitySelector) and cls.name == name
+    sel = cls(seed=2, budget=10)
+    assert (sel.k, sel.diversity) == (7, 0.5)
+    ref = FacilitySelector(seed=2, budget=10, k=7, diversity=0.5).fit(X, initial=[1]).order_
+    assert np.array_equal(sel.fit(X, initial=[1]).order_, ref)
+    assert sel.result_.method == name
+    assert cls(k=3).k == 3  # an explicit argument still wins
+    for bad in ("facility(depth=2)", "facility(k=two)", "coreset(k=2)", "facility(k=2"):
+        assert bad not in SELECTORS
+        with pytest.raises(EnrichError):
+            SELECTORS[bad]
+
+
 def test_registry_params_match_the_classes() -> None:
     for name, spec in STRATEGIES.items():
         sig = inspect.signature(SELECTORS[name].__init__)
@@ -472,7 +490,7 @@ def test_protocol_runs_every_registered_strategy(tmp_path: Path) -> None:
     vec = x.reshape(n, -1)[:, ::8] + rng.normal(scale=0.1, size=(n, 32))
     data = BenchmarkData.from_arrays(x, labels=y, vectors=vec)
     cfg = {
-        "strategies": ALL,
+        "strategies": [*ALL, "probcover(n_clusters=2)"],
         "initializations": 1,
         "models": 1,
         "initial": 6,
@@ -489,7 +507,7 @@ def test_protocol_runs_every_registered_strategy(tmp_path: Path) -> None:
     finally:
         torch.set_num_threads(before)
     subsets = pd.read_parquet(tmp_path / "subsets.parquet")
-    assert set(subsets["strategy"]) == set(ALL)
+    assert set(subsets["strategy"]) == {*ALL, "probcover(n_clusters=2)"}
     first = subsets[subsets["size"] == 6].groupby("strategy")["id"].apply(frozenset)
     assert first.nunique() == 1  # every strategy starts from the same seed subset
     for name, grp in subsets.groupby("strategy"):
@@ -497,7 +515,8 @@ def test_protocol_runs_every_registered_strategy(tmp_path: Path) -> None:
         assert [len(s_) for s_ in sets] == [6, 12, 20], name
         assert sets[0] <= sets[1] <= sets[2], name
     rows = pd.read_csv(tmp_path / "results.csv")
-    assert set(rows["strategy"]) == set(ALL) and (rows["status"] == "ok").all()
+    assert set(rows["strategy"]) == {*ALL, "probcover(n_clusters=2)"}
+    assert (rows["status"] == "ok").all()
     # the user-facing verdict over all of them
     from enrich.evaluate.verdict import write_verdict
 
@@ -506,8 +525,9 @@ def test_protocol_runs_every_registered_strategy(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "verdict.json").read_text())
     assert saved["headline"] == verdict.headline
     assert saved["excluded_sizes"] == [6]  # the shared seed subset compares nothing
-    assert {c["strategy"] for c in saved["comparisons"]} == set(ALL) - {"random"}
-    assert {p["strategy"] for p in saved["pooled"]} == set(ALL) - {"random"}
+    variants = {*ALL, "probcover(n_clusters=2)"} - {"random"}
+    assert {c["strategy"] for c in saved["comparisons"]} == variants
+    assert {p["strategy"] for p in saved["pooled"]} == variants
     assert {e["size"] for e in saved["label_efficiency"]} == {12, 20}
     assert (tmp_path / "label_efficiency.png").stat().st_size > 1000
 

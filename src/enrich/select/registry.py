@@ -17,7 +17,7 @@ from enrich.errors import EnrichError
 if TYPE_CHECKING:
     from enrich.select.base import Selector
 
-__all__ = ["SELECTORS", "STRATEGIES", "Param", "Strategy", "parse_params"]
+__all__ = ["SELECTORS", "STRATEGIES", "Param", "Strategy", "parse_params", "parse_spec"]
 
 
 @dataclass(frozen=True)
@@ -153,14 +153,44 @@ def parse_params(strategy: str, items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def parse_spec(text: str) -> tuple[str, dict[str, Any]]:
+    """A strategy with parameters, as a benchmark config names it:
+    ``"probcover(n_clusters=2, purity=0.9)"`` -> ``("probcover", {...})``.
+
+    >>> parse_spec("facility(diversity=0.5)")
+    ('facility', {'diversity': 0.5})
+    >>> parse_spec("typiclust")
+    ('typiclust', {})
+    """
+    text = text.strip()
+    name, sep, rest = text.partition("(")
+    name = name.strip()
+    if name not in STRATEGIES:
+        raise EnrichError(
+            f"strategy {text!r}: unknown name {name!r}; registered: {', '.join(STRATEGIES)}"
+        )
+    if not sep:
+        return name, {}
+    if not rest.endswith(")"):
+        raise EnrichError(f"strategy {text!r}: expected NAME(KEY=VALUE, ...)")
+    items = [i for i in (x.strip() for x in rest[:-1].split(",")) if i]
+    return name, parse_params(name, items)
+
+
 class _Registry(MutableMapping[str, "type[Selector]"]):
-    """A dict of name -> selector class that imports each class on first use."""
+    """A dict of name -> selector class that imports each class on first use.
+
+    A name with parameters, ``"probcover(n_clusters=2)"``, gives the class with those
+    defaults (a subclass whose ``name`` is that text), so a benchmark can compare variants."""
 
     def __init__(self, specs: dict[str, Strategy]) -> None:
         self._specs = dict(specs)
         self._loaded: dict[str, type[Selector]] = {}
 
     def __getitem__(self, name: str) -> type[Selector]:
+        if name not in self._loaded and name not in self._specs and "(" in name:
+            base, params = parse_spec(name)
+            self._loaded[name] = _with_defaults(self[base], name, params)
         if name not in self._loaded:
             spec = self._specs[name]  # KeyError for unknown names, as a dict
             cls = getattr(importlib.import_module(spec.module), spec.cls)
@@ -183,10 +213,25 @@ class _Registry(MutableMapping[str, "type[Selector]"]):
         return len(self._specs)
 
     def __contains__(self, name: object) -> bool:
+        if isinstance(name, str) and name not in self._specs and "(" in name:
+            try:
+                parse_spec(name)
+            except EnrichError:
+                return False
+            return True
         return name in self._specs
 
     def __repr__(self) -> str:
         return f"SELECTORS({', '.join(self._specs)})"
+
+
+def _with_defaults(cls: type[Selector], label: str, params: dict[str, Any]) -> type[Selector]:
+    """A subclass of `cls` whose parameters default to `params`, named `label`."""
+
+    def __init__(self: Selector, **kwargs: Any) -> None:
+        cls.__init__(self, **{**params, **kwargs})
+
+    return type(cls.__name__, (cls,), {"__init__": __init__, "name": label, "__doc__": cls.__doc__})
 
 
 #: name -> selector class. The CLI's and the benchmark's choices are built from this mapping.

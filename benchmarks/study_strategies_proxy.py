@@ -69,7 +69,14 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--sizes", type=int, nargs="+", default=[20, 40, 80, 160])
     p.add_argument("--initial", type=int, default=10)
+    p.add_argument(
+        "--strategies",
+        nargs="+",
+        default=STRATEGIES,
+        help="names or variants, e.g. 'probcover(n_clusters=2)'; random is always added",
+    )
     args = p.parse_args()
+    names = [s for s in args.strategies if s != "random"] + ["random"]
 
     from enrich.select import SELECTORS
     from enrich.select._knn import knn_cosine, unit_rows
@@ -87,7 +94,7 @@ def main() -> None:
     seconds: dict[str, float] = {}
     for seed in range(args.seeds):
         init = np.random.default_rng(1000 + seed).choice(n, args.initial, replace=False)
-        for name in STRATEGIES:
+        for name in names:
             t0 = time.perf_counter()
             order = SELECTORS[name](seed=seed, budget=top - args.initial).fit(Xtr, initial=init)
             seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
@@ -107,7 +114,7 @@ def main() -> None:
         "picks among the 10% least dense (first 50) | selection s/run |"
     )
     print("|---|" + "---|" * (len(args.sizes) + 2))
-    for name in STRATEGIES:
+    for name in names:
         cells = []
         for size in args.sizes:
             v = np.array(aucs[(name, size)])

@@ -193,6 +193,8 @@ def facility_order(
         chosen before it.
     """
     n = len(indptr) - 1
+    if diversity > 0.0 and Xn is None:
+        raise ValueError("facility_order: diversity > 0 needs Xn, the unit embeddings")
     cur = np.zeros(n, dtype=np.float64)
     chosen = np.zeros(n, dtype=bool)
     for j in initial:
@@ -208,8 +210,7 @@ def facility_order(
     picks = np.empty(n_picks, dtype=np.int64)
     gains = np.empty(n_picks, dtype=np.float64)
     s = None
-    if diversity > 0.0:
-        assert Xn is not None
+    if diversity > 0.0 and Xn is not None:
         s = np.full(n, -np.inf, dtype=np.float32)
         for a in range(0, len(initial), 256):
             np.maximum(s, (Xn @ Xn[initial[a : a + 256]].T).max(axis=1), out=s)

@@ -296,6 +296,14 @@ def test_enrich_dense_avoids_outliers_first_where_enrich_takes_them() -> None:
     assert not set(guarded.tolist()) & set(range(15))
 
 
+def test_enrich_dense_without_a_guard_is_enrich() -> None:
+    X = blobs(120, seed=17)
+    plain = SELECTORS["enrich"](seed=3).fit(X, initial=4)
+    guarded = DenseEnrichSelector(seed=3, outlier_fraction=0.0).fit(X, initial=4)
+    assert np.array_equal(plain.order_, guarded.order_)
+    np.testing.assert_allclose(plain.max_similarity_, guarded.max_similarity_)
+
+
 def test_enrich_dense_without_initial_starts_at_the_densest_image() -> None:
     X = blobs(100, seed=15)
     _, sims = knn_cosine(unit_rows(X), 20)

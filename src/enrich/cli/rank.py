@@ -30,28 +30,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--budget", type=int, metavar="K", help="images to pick (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the random seed set")
-    from enrich.select.registry import STRATEGIES  # data only: no numba at --help time
+    from enrich.select import SELECTORS
 
     parser.add_argument(
-        "--strategy",
-        choices=list(STRATEGIES),
-        default="enrich",
-        help="how to order the images (default: enrich; see the list below)",
+        "--strategy", choices=sorted(SELECTORS), default="enrich", help="default: enrich"
     )
-    parser.add_argument(
-        "--param",
-        action="append",
-        metavar="KEY=VALUE",
-        help="a parameter of the strategy, repeatable (e.g. --param k=30)",
-    )
-    parser.epilog = _strategies_help(STRATEGIES)
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
         "--out",
         "-o",
         metavar="CSV",
         help="order.csv to write (default with --workspace: WS/runs/rank/order.csv)",
     )
+    # strategies and their parameters come from the registry's data (importing the
+    # `enrich.select` package loads no strategy module, so --help needs no numba)
+    from enrich.select import STRATEGIES
+
+    parser.add_argument(
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a parameter of the strategy, repeatable (e.g. --param k=30); see below",
+    )
+    parser.epilog = _strategies_help(STRATEGIES)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def _strategies_help(strategies: dict) -> str:

@@ -215,7 +215,8 @@ def test_bad_precomputed() -> None:
 
 
 def test_registry_and_random_selector() -> None:
-    assert SELECTORS == {"enrich": EnrichSelector, "random": RandomSelector}
+    assert SELECTORS["enrich"] is EnrichSelector and SELECTORS["random"] is RandomSelector
+    assert next(iter(SELECTORS)) == "enrich"  # the default comes first
     X = gaussian(50, 3)
     r = RandomSelector(seed=3, budget=10).fit(X, initial=[1, 2])
     assert list(r.order_[:2]) == [1, 2] and len(r.order_) == 12

@@ -154,6 +154,16 @@ def run(args: argparse.Namespace) -> int:
             f"(first error: {first}); rerun with --retry-failed to train them again",
             file=sys.stderr,
         )
+    from enrich.errors import EnrichError
+    from enrich.evaluate.verdict import write_verdict
+
+    try:
+        verdict = write_verdict(out)
+    except (EnrichError, ValueError) as exc:  # the models are saved; only the summary failed
+        print(f"warning: no verdict: {' '.join(str(exc).split())}", file=sys.stderr)
+        verdict = None
+    if verdict is not None:
+        print(f"verdict: {verdict.headline} ({out / 'verdict.json'})")
     return 0
 
 

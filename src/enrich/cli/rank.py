@@ -48,6 +48,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="CSV",
         help="order.csv to write (default with --workspace: WS/runs/rank/order.csv)",
     )
+    # strategies and their parameters come from the registry's data (importing the
+    # `enrich.select` package loads no strategy module, so --help needs no numba)
+    from enrich.select import STRATEGIES
+
+    parser.add_argument(
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a parameter of the strategy, repeatable (e.g. --param k=30); see below",
+    )
+    parser.epilog = _strategies_help(STRATEGIES)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+def _strategies_help(strategies: dict) -> str:
+    lines = ["strategies (--strategy NAME, parameters as --param KEY=VALUE):"]
+    for spec in strategies.values():
+        lines.append(f"  {spec.name}: {spec.summary}")
+        for p in spec.params:
+            lines.append(f"      {p.name}={p.default}  {p.help}")
+    return "\n".join(lines)
 
 
 def parse_initial(text: str | None) -> float | int | None:
@@ -99,8 +120,10 @@ def _run(args: argparse.Namespace, out: Path, sidecar: Path) -> int:
     from enrich._atomic import write_json
     from enrich.cli._common import write_csv
     from enrich.embeddings import check_vectors, fingerprint
-    from enrich.select import SELECTORS
+    from enrich.select import SELECTORS, STRATEGIES
+    from enrich.select.registry import parse_params
 
+    params = parse_params(args.strategy, args.param)
     emb, manifest, name = load_input(args.embeddings, args.workspace)
     X = check_vectors(emb.vectors, ids=emb.ids, name=f"embeddings {name}")
     until = args.until_similarity
@@ -129,7 +152,7 @@ def _run(args: argparse.Namespace, out: Path, sidecar: Path) -> int:
     else:
         initial = parse_initial(args.initial)
         initial_desc = args.initial
-    selector = SELECTORS[args.strategy](budget=args.budget, seed=args.seed)
+    selector = SELECTORS[args.strategy](budget=args.budget, seed=args.seed, **params)
     t0 = time.perf_counter()
     expected = len(X) if args.budget is None else args.budget
     with progress_bar(expected, f"ranking ({args.strategy})", unit="img") as update:
@@ -166,7 +189,10 @@ def _run(args: argparse.Namespace, out: Path, sidecar: Path) -> int:
             "strategy": args.strategy,
             "method": "exact greedy max-min cosine (ENRICH)"
             if args.strategy == "enrich"
-            else args.strategy,
+            else STRATEGIES[args.strategy].summary,
+            "params": {
+                p.name: params.get(p.name, p.default) for p in STRATEGIES[args.strategy].params
+            },
             "seed": args.seed,
             "initial": initial_desc,
             "n_initial": int(result.n_initial),

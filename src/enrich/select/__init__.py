@@ -1,21 +1,55 @@
-"""Selection strategies: a name -> class registry, and :func:`rank`."""
+"""Selection strategies: a name -> class registry, and :func:`rank`.
+
+Strategy classes are imported on first use (``SELECTORS[name]`` or attribute access), so
+importing this package, and so ``enrich rank --help``, needs neither numba nor numpy.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from enrich.select.base import InitialSpec, RankResult, Selector
-from enrich.select.enrich import EnrichSelector
-from enrich.select.random import RandomSelector
+from enrich.select.registry import SELECTORS, STRATEGIES
 
-__all__ = ["SELECTORS", "EnrichSelector", "RandomSelector", "RankResult", "Selector", "rank"]
+if TYPE_CHECKING:
+    from enrich.select.base import InitialSpec, RankResult, Selector
+    from enrich.select.enrich import EnrichSelector
+    from enrich.select.enrich_dense import DenseEnrichSelector
+    from enrich.select.facility import FacilitySelector, RepDivSelector
+    from enrich.select.probcover import ProbCoverSelector
+    from enrich.select.random import RandomSelector
+    from enrich.select.typiclust import TypiClustSelector
 
-#: name -> selector class. The CLI's and the benchmark's choices are built from this dict.
-SELECTORS: dict[str, type[Selector]] = {
-    EnrichSelector.name: EnrichSelector,
-    RandomSelector.name: RandomSelector,
+__all__ = [
+    "SELECTORS",
+    "STRATEGIES",
+    "DenseEnrichSelector",
+    "EnrichSelector",
+    "FacilitySelector",
+    "ProbCoverSelector",
+    "RandomSelector",
+    "RankResult",
+    "RepDivSelector",
+    "Selector",
+    "TypiClustSelector",
+    "rank",
+]
+
+_LAZY = {
+    "RankResult": "enrich.select.base",
+    "Selector": "enrich.select.base",
+    "InitialSpec": "enrich.select.base",
+    **{s.cls: s.module for s in STRATEGIES.values()},
 }
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'enrich.select' has no attribute {name!r}")
 
 
 def rank(
@@ -56,6 +90,8 @@ def rank(
     >>> len(r.order), r.n_initial
     (20, 10)
     """
+    from enrich.select.enrich import EnrichSelector
+
     sel = EnrichSelector(budget=budget, seed=seed, metric=metric).fit(
         X, initial=initial, progress=progress
     )

@@ -189,8 +189,9 @@ def test_modality_filter(tmp_path):
     assert sorted(found.manifest.id) == ["CT_small.dcm", "MR_small.dcm"]
     reasons = skip_reasons(found.skipped)
     assert reasons == {
-        "JPEG2000.dcm": "modality NM, not in --modality CT,MR: left out",
-        "photo.png": "no DICOM modality, not in --modality CT,MR: left out",
+        "JPEG2000.dcm": "modality NM is not in --modality CT,MR: left out (add NM to embed it)",
+        "photo.png": "no DICOM modality (not DICOM, or no Modality tag): left out by --modality "
+        "CT,MR (drop the option to embed it)",
     }
     assert len(discover(folder).manifest) == 4
 

@@ -363,9 +363,15 @@ def _add_entry(
         skipped.append((source_path, "no images in file"))
         return 0
     if modalities is not None and (records[0].modality or "").upper() not in modalities:
-        what = f"modality {records[0].modality}" if records[0].modality else "no DICOM modality"
+        mod, wanted = records[0].modality, ",".join(sorted(modalities))
         skipped.append(
-            (source_path, f"{what}, not in --modality {','.join(sorted(modalities))}: left out")
+            (
+                source_path,
+                f"modality {mod} is not in --modality {wanted}: left out (add {mod} to embed it)"
+                if mod
+                else f"no DICOM modality (not DICOM, or no Modality tag): left out by "
+                f"--modality {wanted} (drop the option to embed it)",
+            )
         )
         return 0
     base = _rel_id(entry.path, entry.root)

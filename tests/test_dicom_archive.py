@@ -307,3 +307,21 @@ def test_every_pydicom_test_file(tmp_path):
         assert any(a in reason for a in actions), reason
     names = {Path(p).name for p in found.manifest.source_path}
     assert {"image_dfl.dcm", "OT-PAL-8-face.dcm", "eCT_Supplemental.dcm"} <= names
+
+
+def test_embed_cli_prints_one_line_for_pydicom_warnings(tmp_path, capsys):
+    import json
+
+    folder = link(tmp_path / "in", "bad_sequence.dcm", "CT_small.dcm", "MR_small.dcm")
+    ws = tmp_path / "ws"
+    args = ["embed", str(folder), "-w", str(ws), "--embedder", "pixels", "--latent-dim", "2"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(args) == 0
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if "pydicom" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: pydicom warned about 1 file(s)")
+    assert "UserWarning" not in err
+    info = json.loads((ws / "embeddings.json").read_text())
+    ((path, msgs),) = info["reader_warnings"].items()
+    assert Path(path).name == "bad_sequence.dcm" and "Invalid value for VR UI" in msgs[0]

@@ -122,6 +122,20 @@ def test_enhanced_ct_per_frame_groups_override_shared(tmp_path):
     np.testing.assert_array_equal(only, got[1])
 
 
+def test_voi_lut_sequence_is_applied():
+    # vlut_04.dcm: 8-bit pixels through a 256-entry, 16-bit VOI LUT (no window)
+    path = sample("vlut_04.dcm")
+    ds = pydicom.dcmread(path)
+    lut = np.asarray(ds.VOILUTSequence[0].LUTData, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ((_, x),) = DicomReader().read(path)
+    assert x.dtype == np.float32 and x.min() == 0.0 and x.max() == 1.0
+    y = apply_voi_lut(ds.pixel_array, ds, index=0).astype(np.float64)
+    np.testing.assert_allclose(x, (y - lut.min()) / (lut.max() - lut.min()), atol=1e-6)
+    np.testing.assert_allclose(x, lut[ds.pixel_array] / lut.max(), atol=1e-6)  # lut.min() == 0
+
+
 def test_classic_ct_top_level_rescale_still_applies():
     path = sample("CT_small.dcm")
     ds = pydicom.dcmread(path)

@@ -286,14 +286,28 @@ class _GrayTransform:
             view.get("WindowCenter") is not None and view.get("WindowWidth") is not None
         )
         self.lo = self.hi = 0.0
+        self.lut_domain: tuple[int, int] | None = None
         if self.has_voi:
-            # The window's output range, found by pushing extreme inputs through it, so
-            # that any VOI function (linear, sigmoid, LUT) maps onto [0, 1].
-            probe = np.array([-1e12, 1e12], dtype=np.float64)
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    self.lo, self.hi = (float(v) for v in apply_voi_lut(probe, view, index=0))
+                lut = view.get("VOILUTSequence")
+                item = lut[0] if lut else None
+                if item is not None and item.get("LUTDescriptor") and "LUTData" in item:
+                    # a VOI LUT (pydicom prefers it to a window): its input domain, and the
+                    # range of its entries, which is mapped onto [0, 1]
+                    n_entries, first = (
+                        int(item.LUTDescriptor[0]) or 65536,
+                        int(item.LUTDescriptor[1]),
+                    )
+                    self.lut_domain = (first, first + n_entries - 1)
+                    domain = np.arange(first, first + n_entries, dtype=np.int64)
+                    out = np.asarray(apply_voi_lut(domain, view, index=0), dtype=np.float64)
+                    self.lo, self.hi = float(out.min()), float(out.max())
+                else:
+                    # The window's output range, found by pushing extreme inputs through
+                    # it, so that any VOI function (linear, sigmoid) maps onto [0, 1].
+                    probe = np.array([-1e12, 1e12], dtype=np.float64)
+                    out = np.asarray(apply_voi_lut(probe, view, index=0), dtype=np.float64)
+                    self.lo, self.hi = float(out[0]), float(out[1])
             except Exception:
                 self.has_voi = False
             if self.hi == self.lo or not np.isfinite([self.lo, self.hi]).all():
@@ -306,6 +320,8 @@ class _GrayTransform:
         if self.has_modality:
             x = apply_modality_lut(x, self.view)
         if self.has_voi:
+            if self.lut_domain is not None:  # LUT indices: integers inside its domain
+                x = np.clip(np.rint(x), *self.lut_domain).astype(np.int64)
             y = np.asarray(apply_voi_lut(x, self.view, index=0), dtype=np.float64)
             x = np.clip((y - self.lo) / (self.hi - self.lo), 0.0, 1.0).astype(np.float32)
             if self.photometric == "MONOCHROME1":

@@ -115,3 +115,14 @@ def test_threads_is_part_of_the_config(tmp_path):
         run_benchmark(data(), CFG, tmp_path / "x", threads=0, progress=False, report=False)
     with pytest.raises(EnrichError, match="--workers 'many': expected an integer >= 1 or auto"):
         run_benchmark(data(), CFG, tmp_path / "y", workers="many", progress=False, report=False)
+
+
+def test_cli_workers_option():
+    from enrich.cli.benchmark import _workers
+    from enrich.errors import EnrichError
+
+    assert _workers("auto") == "auto" and _workers("AUTO") == "auto"
+    assert _workers("3") == 3
+    for bad in ("0", "-1", "many", "1.5"):
+        with pytest.raises(EnrichError, match=f"--workers {bad}: expected an integer >= 1 or auto"):
+            _workers(bad)

@@ -6,7 +6,7 @@ A workspace is a folder a user can browse::
     WS/
       workspace.json     marker: format name and version
       manifest.parquet   one row per image: id, source_path, frame, patient_id, clip_id,
-                         label, split
+                         label, split, modality, sop_class
       embeddings.npz     ids (N,) and vectors (N, d) float32, in manifest order
       embeddings.json    how they were made: embedder, model fingerprint, counts, timings
       model/             the embedder: config.json (params, seed, data fingerprint) + weights
@@ -58,7 +58,17 @@ if TYPE_CHECKING:
 
 __all__ = ["MANIFEST_COLUMNS", "SKIPPED_COLUMNS", "Workspace"]
 
-MANIFEST_COLUMNS = ("id", "source_path", "frame", "patient_id", "clip_id", "label", "split")
+MANIFEST_COLUMNS = (
+    "id",
+    "source_path",
+    "frame",
+    "patient_id",
+    "clip_id",
+    "label",
+    "split",
+    "modality",
+    "sop_class",
+)
 SKIPPED_COLUMNS = ("source_path", "reason")
 FORMAT = "enrich-workspace"
 VERSION = 1
@@ -268,7 +278,8 @@ class Workspace:
         """The manifest: one row per image, columns :data:`MANIFEST_COLUMNS` first.
 
         ``id`` and ``source_path`` are strings; ``frame`` is a nullable integer;
-        ``patient_id``, ``clip_id``, ``label`` and ``split`` may be missing (``<NA>``).
+        ``patient_id``, ``clip_id``, ``label``, ``split``, ``modality`` and ``sop_class`` may
+        be missing (``<NA>``; a manifest written before ``modality`` existed gets it empty).
         Extra columns the readers add are kept after these.
         """
         import pandas as pd
@@ -492,7 +503,7 @@ def _normalise_manifest(df: pd.DataFrame, *, where: str) -> pd.DataFrame:
         df["frame"] = pd.array([pd.NA] * len(df), dtype="Int64")
     else:
         df["frame"] = pd.to_numeric(df["frame"], errors="coerce").astype("Int64")
-    for col in ("patient_id", "clip_id", "label", "split"):
+    for col in ("patient_id", "clip_id", "label", "split", "modality", "sop_class"):
         if col not in df.columns:
             df[col] = pd.Series([pd.NA] * len(df), dtype="string")
         else:  # strings or <NA>; a label 1 read from a CSV and from a DICOM tag compare equal

@@ -8,7 +8,6 @@ end. Rerunning the same command resumes an interrupted run.
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 __all__ = ["add_arguments", "run"]
@@ -42,10 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         "-j",
-        type=int,
-        default=1,
+        default="auto",
         metavar="K",
-        help="train K models in parallel processes (default 1)",
+        help="train K models in parallel processes, each with train.threads (1) torch "
+        "threads; results are the same for any K (default auto: one per CPU core, at most "
+        "8, for runs of 32 models or more; 1 on a GPU)",
     )
     parser.add_argument(
         "--device",
@@ -99,6 +99,21 @@ def _config_with_overrides(spec: str, overrides: list[str]) -> Any:
     return load_config(data)
 
 
+def _workers(value: str) -> int | str:
+    """``--workers``: an integer >= 1, or ``auto`` (see ``protocol.auto_workers``)."""
+    from enrich.errors import EnrichError
+
+    if str(value).strip().lower() == "auto":
+        return "auto"
+    try:
+        k = int(value)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise EnrichError(f"--workers {value}: expected an integer >= 1 or auto")
+    return k
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -115,16 +130,13 @@ def run(args: argparse.Namespace) -> int:
         out = check_output_dir(args.out)
     names = ("results.csv", "meta.json", "split.parquet", "subsets.parquet", "report.html")
     check_outputs({name: out / name for name in names}, flag="--out")
-    threads = None
-    if args.workers > 1:
-        threads = max(1, (os.cpu_count() or 1) // args.workers)
+    workers = _workers(args.workers)
     result = run_benchmark(
         ws.path,
         cfg,
         out,
-        workers=args.workers,
+        workers=workers,
         device=args.device,
-        threads=threads,
         progress=not args.quiet,
         report=not args.no_report,
         retry_failed=args.retry_failed,

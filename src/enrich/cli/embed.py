@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 __all__ = ["add_arguments", "run"]
 
@@ -139,6 +140,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep every K-th video frame (default: every frame)",
     )
     parser.add_argument(
+        "--modality",
+        default=None,
+        metavar="CT,MR",
+        help="embed only DICOM files of these modalities (comma-separated); "
+        "other files are listed in skipped.csv",
+    )
+    parser.add_argument(
+        "--include-sop",
+        default=None,
+        metavar="SEG,RTDOSE",
+        help="also embed these non-image DICOM objects, skipped by default: "
+        "SEG, RTDOSE (the others hold no image), a SOP Class UID, or 'all'",
+    )
+    parser.add_argument(
         "--retrain",
         action="store_true",
         help="train a new model even if the workspace's model matches",
@@ -191,11 +206,15 @@ def run(args: argparse.Namespace) -> int:
         }
     else:
         options = {"latent_dim": args.latent_dim}
-    discover_options = {}
+    discover_options: dict[str, object] = {}
     if args.nifti_axis is not None:
         discover_options["nifti_axis"] = args.nifti_axis
     if args.video_step is not None:
         discover_options["video_step"] = args.video_step
+    if args.modality is not None:
+        discover_options["modality"] = args.modality
+    if args.include_sop is not None:
+        discover_options["include_sop"] = args.include_sop
 
     # One writer per workspace: the model, embeddings and manifest come from one run. A
     # workspace this run created is removed again if the run fails before writing into it.
@@ -224,4 +243,14 @@ def run(args: argparse.Namespace) -> int:
             ws.remove_if_unused(keep_folder=folder_existed)
         raise
     print(summary.line())
+    noted = summary.details.get("reader_warnings") or {}
+    if noted:
+        n = sum(len(v) for v in noted.values())
+        first_path, first = next(iter(noted.items()))
+        print(
+            f"note: pydicom warned about {len(noted)} file(s) ({n} distinct warning(s), e.g. "
+            f"{Path(first_path).name}: {first[0][:120]}); all are listed under "
+            f"'reader_warnings' in {Path(summary.workspace) / 'embeddings.json'}",
+            file=sys.stderr,
+        )
     return 0

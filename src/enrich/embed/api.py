@@ -216,6 +216,7 @@ def embed_sources(
     # -- stream the new images through the embedder ----------------------------------------
     new_ids: list[str] = []
     read_skips: list[SkippedImages] = []
+    notes = {k: list(v) for k, v in discovery.warnings.items()}
     batches = read_batches(
         new_rows,
         pp,
@@ -223,6 +224,7 @@ def embed_sources(
         read_options=discovery.options,
         skipped=read_skips,
         progress=progress,
+        warnings=notes,
     )
     new_vecs = model.transform_batches(_collect_ids(batches, new_ids), n=len(new_rows))
     skipped.append(_skipped_frame(read_skips))
@@ -268,6 +270,10 @@ def embed_sources(
         "n_train": n_train,
         "seconds": summary.seconds,
         "sources": [str(s) for s in sources],
+        # pydicom's warnings, per file (collected, not printed): at most 5 distinct each
+        "reader_warnings": {
+            path: list(dict.fromkeys(msgs))[:5] for path, msgs in sorted(notes.items())
+        },
     }
     # Embeddings first, manifest last: an interrupted run leaves every manifest row embedded.
     ws.write_embeddings(Embeddings(final_ids, vectors), info=record)
@@ -286,12 +292,14 @@ def read_batches(
     read_options: dict[str, Any] | None = None,
     skipped: list[SkippedImages] | None = None,
     progress: bool = False,
+    warnings: dict[str, list[str]] | None = None,
 ) -> Iterator[tuple[list[str], np.ndarray]]:
     """Stream ``(ids, images (B, 64, 64) float32)`` in manifest order, one batch in memory.
 
     Images that cannot be read or preprocessed are left out and appended to `skipped`
     (:class:`enrich.io.SkippedImages`: ``source_path``, ``reason``, ``ids``).
     ``read_options`` are the readers' options from discovery (``Discovery.options``).
+    Library warnings met while reading are added to `warnings` (source path → messages).
     """
     from tqdm.auto import tqdm
 
@@ -327,6 +335,9 @@ def read_batches(
             bar.update(len(ids))
     finally:
         bar.close()
+        if warnings is not None:
+            for path, msgs in stream.warnings.items():
+                warnings.setdefault(path, []).extend(msgs)
 
 
 def read_images(

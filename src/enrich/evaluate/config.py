@@ -112,6 +112,11 @@ class TrainConfig:
     augment : bool or None
         Random flips and small affine transforms. ``None``: on for segmentation, off for
         classification (as in the paper).
+    threads : int
+        torch threads per model (default 1). Results are identical for any number of
+        parallel workers and any ambient thread count, but a different ``threads`` changes
+        the order of float reductions and so the last digits of every loss, which can move
+        early stopping: it is part of the config (and of ``meta.json``) for that reason.
     """
 
     epochs: int = 30
@@ -121,6 +126,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     patience: int | None = 5
     augment: bool | None = None
+    threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -325,6 +331,7 @@ def protocol_config(
     _positive_int(tr.epochs, f"{source}: train.epochs")
     _positive_int(tr.min_steps, f"{source}: train.min_steps", minimum=0)
     _positive_int(tr.batch_size, f"{source}: train.batch_size")
+    _positive_int(tr.threads, f"{source}: train.threads")
     if tr.patience is not None:
         _positive_int(tr.patience, f"{source}: train.patience")
     if not (isinstance(tr.lr, (int, float)) and tr.lr > 0):

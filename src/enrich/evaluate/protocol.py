@@ -58,7 +58,15 @@ from enrich.evaluate.results import ResultsLog
 from enrich.evaluate.splits import split_manifest
 from enrich.evaluate.stats import FULL
 
-__all__ = ["FULL", "BenchmarkRun", "Job", "derive_seed", "plan_sizes", "run_benchmark"]
+__all__ = [
+    "FULL",
+    "BenchmarkRun",
+    "Job",
+    "auto_workers",
+    "derive_seed",
+    "plan_sizes",
+    "run_benchmark",
+]
 
 RESULTS = "results.csv"
 SUBSETS = "subsets.parquet"
@@ -192,7 +200,7 @@ def run_benchmark(
     config: ProtocolConfig | dict[str, Any] | str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
-    workers: int = 1,
+    workers: int | str = 1,
     device: str = "auto",
     threads: int | None = None,
     progress: bool = True,
@@ -210,13 +218,17 @@ def run_benchmark(
     out : path
         The run folder. When it already holds a run of the same config and data, the run is
         resumed: models already in ``results.csv`` are skipped.
-    workers : int
-        Models trained in parallel processes (spawned); each gets ``cores // workers`` torch
-        threads unless `threads` says otherwise.
+    workers : int or "auto"
+        Models trained in parallel processes (spawned); ``"auto"``: :func:`auto_workers`
+        (one per core for runs of at least 32 models, else in-process). The results do not
+        depend on it: every model has its own seed (from the config seed, its initialization
+        and its index, not from the worker that runs it) and trains with ``train.threads``
+        torch threads and deterministic algorithms (:func:`enrich.evaluate.tasks.deterministic`).
     device : {"auto", "cpu", "cuda"}
         ``auto`` uses a GPU when torch sees one.
     threads : int, optional
-        torch threads per worker (in-process: left as is when None).
+        torch threads per model: overrides the config's ``train.threads`` (default 1), and
+        is recorded with it (a different value changes the results' last digits).
     progress : bool
         A tqdm bar on stderr.
     report : bool
@@ -275,9 +287,19 @@ def _run_benchmark(
 
     t_start = time.perf_counter()
     cfg = load_config(config)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise EnrichError(f"--workers {workers!r}: expected an integer >= 1")
+    if threads is not None:
+        import dataclasses
+
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise EnrichError(f"threads={threads!r}: expected an integer >= 1")
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
+    if workers != "auto" and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
+        raise EnrichError(f"--workers {workers!r}: expected an integer >= 1 or auto")
     dev = resolve_device(device)
+    if dev.startswith("cuda"):  # deterministic cuBLAS; must be set before CUDA starts
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     if not isinstance(data, BenchmarkData):
         data = BenchmarkData.from_workspace(data)
     out = Path(out)
@@ -434,6 +456,12 @@ def _run_benchmark(
         "versions": _versions(),
         "device": dev,
         "workers": workers,
+        # results do not depend on workers; they do on these (tasks.deterministic)
+        "determinism": {
+            "threads_per_model": cfg.train.threads,
+            "torch_deterministic_algorithms": True,
+            "cudnn_deterministic": True,
+        },
         "started": (meta_old or {}).get("started") or _now(),
         "finished": None,
         "warnings": warns,
@@ -460,6 +488,10 @@ def _run_benchmark(
     if done:
         log(f"resuming {out}: {len(jobs) - len(todo)} of {len(jobs)} models already done")
 
+    if workers == "auto":
+        workers = auto_workers(len(todo), cfg.train.threads, dev)
+        meta["workers"] = f"auto ({workers})"
+    assert isinstance(workers, int)
     n_trained = 0
     if todo:
         arrays = _prepare_arrays(data, cfg, pool, val, test, codes, log)
@@ -470,7 +502,7 @@ def _run_benchmark(
         )
         bar = _progress(len(todo), progress)
         try:
-            for row in _execute(todo, arrays, cfg, dev, workers, threads, out):
+            for row in _execute(todo, arrays, cfg, dev, workers, cfg.train.threads, out):
                 results.append(row)
                 n_trained += 1
                 if row["status"] != "ok":
@@ -488,6 +520,26 @@ def _run_benchmark(
     write_json(meta_path, meta)
     report_path = _write_report(out, log) if report else None
     return BenchmarkRun(out, n_ok, n_failed, n_trained, report_path, time.perf_counter() - t_start)
+
+
+def auto_workers(n_models: int, threads: int = 1, device: str = "cpu") -> int:
+    """How many worker processes ``workers="auto"`` starts.
+
+    One per usable CPU core (divided by the threads each model uses), at most 8; 1 on a GPU
+    (one process keeps it busy) and for runs of fewer than 32 models, where starting the
+    processes (each imports torch and MONAI, seconds on a busy machine) costs more than it
+    saves. The results are the same for any number of workers.
+
+    >>> auto_workers(10), auto_workers(100, device="cuda")
+    (1, 1)
+    """
+    if device.startswith("cuda") or n_models < 32:
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores // max(1, threads), 8, n_models))
 
 
 def _split_fingerprint(ids: np.ndarray, pool: np.ndarray, val: np.ndarray, test: np.ndarray) -> str:
@@ -753,10 +805,6 @@ def _execute(
     out: Path,
 ) -> Iterator[dict[str, Any]]:
     if workers == 1 or len(todo) == 1:
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
         for job in todo:
             yield _train_one(job, arrays, cfg, device)
         return
@@ -764,7 +812,7 @@ def _execute(
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    per_worker = threads or max(1, (os.cpu_count() or 1) // workers)
+    per_worker = threads or 1  # each model sets its own (train.threads) in any case
     cache = tempfile.mkdtemp(prefix=".cache-", dir=out)
     try:
         np.save(os.path.join(cache, "x.npy"), arrays.x)

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +41,15 @@ from enrich.evaluate.metrics import jaccard_counts, macro_auc, mean_jaccard
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["MODELS", "Diverged", "TrainResult", "build_model", "resolve_device", "train_and_score"]
+__all__ = [
+    "MODELS",
+    "Diverged",
+    "TrainResult",
+    "build_model",
+    "deterministic",
+    "resolve_device",
+    "train_and_score",
+]
 
 
 class Diverged(RuntimeError):
@@ -89,6 +99,46 @@ def resolve_device(device: str = "auto") -> str:
     if device != "cpu" and not device.startswith("cuda"):
         raise EnrichError(f"--device {device!r}: expected cpu, cuda or auto")
     return device
+
+
+@contextmanager
+def deterministic(threads: int = 1) -> Iterator[None]:
+    """Run torch with `threads` intra-op threads and deterministic algorithms, then restore.
+
+    A model's float reductions (convolution gradients, batch norm) are summed in an order
+    that depends on the thread count, and ~1e-5 differences in a validation loss move early
+    stopping to another epoch: so every model trains with the same, fixed thread count
+    whatever the process it runs in. ``torch.use_deterministic_algorithms`` (warn-only: a
+    few CUDA kernels, e.g. adaptive average pooling's backward, have no deterministic
+    version) and cuDNN's deterministic mode cover the GPU; on a GPU, cuBLAS also needs
+    ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` set before CUDA starts (the benchmark runner sets it).
+
+    >>> import torch
+    >>> with deterministic(1):
+    ...     torch.get_num_threads()
+    1
+    """
+    torch = _torch()
+    before = (
+        torch.get_num_threads(),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
+    torch.set_num_threads(max(1, int(threads)))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*deterministic implementation.*")
+            yield
+    finally:
+        torch.set_num_threads(before[0])
+        torch.use_deterministic_algorithms(before[1], warn_only=before[2])
+        torch.backends.cudnn.deterministic = before[3]
+        torch.backends.cudnn.benchmark = before[4]
 
 
 def _resnet(cfg: ModelConfig, n_classes: int, task: str) -> torch.nn.Module:
@@ -224,7 +274,41 @@ def train_and_score(
     ------
     Diverged
         On a non-finite training loss or non-finite test predictions.
+
+    Notes
+    -----
+    The model trains with ``cfg.train.threads`` torch threads and deterministic algorithms
+    (:func:`deterministic`), so the same seed gives the same result in any process, whatever
+    its own thread settings.
     """
+    with deterministic(cfg.train.threads):
+        return _train_and_score(
+            cfg,
+            train_x,
+            train_y,
+            val_x,
+            val_y,
+            test_x,
+            test_y,
+            n_classes=n_classes,
+            seed=seed,
+            device=device,
+        )
+
+
+def _train_and_score(
+    cfg: ProtocolConfig,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray | None,
+    val_y: np.ndarray | None,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    *,
+    n_classes: int,
+    seed: int,
+    device: str,
+) -> TrainResult:
     torch = _torch()
     import torch.nn.functional as F
 

@@ -8,7 +8,7 @@ One reader per format, behind one small interface (:class:`Reader`: ``suffixes``
 reader    files                               frames / ids                       library
 ========  ==================================  =================================  ===========
 pillow    .png .jpg .jpeg .tif .tiff .bmp     one image; multi-page TIFF: ``#k``  Pillow
-dicom     .dcm .dicom, or any file with DICM  multi-frame cine: ``a.dcm#k``        pydicom
+dicom     .dcm .dicom, or DICOM by content    multi-frame: ``a.dcm#k``             pydicom
 nifti     .nii .nii.gz                        slices along an axis: ``v.nii#k``    nibabel
 video     .avi .mp4 .mov .mkv .m4v .webm      every (k-th) frame: ``v.mp4#k``      PyAV
 npz       .npz (the layout of ``data/``)      ``d.npz#train/17`` or ``d.npz#17``   NumPy
@@ -19,8 +19,10 @@ optional ``patient_id, clip_id, label, split, frame``.
 
 Ids are stable: the path relative to the source folder (posix), plus ``#<key>`` for
 files that hold several images. :func:`discover` returns the workspace manifest
-(``id, source_path, frame, patient_id, clip_id, label, split``) and the skipped files
-(``source_path, reason``); :func:`read_frames` streams the images.
+(``id, source_path, frame, patient_id, clip_id, label, split, modality, sop_class``) and the
+skipped files (``source_path, reason``: why, and what to do); :func:`read_frames` streams the
+images. Non-image DICOM objects (SEG, RTDOSE, SR, ...) are skipped unless ``include_sop``
+names them; ``modality`` keeps only the given DICOM modalities.
 
 >>> from enrich.io import discover, read_frames  # doctest: +SKIP
 >>> found = discover(["scans/", "labels.csv"])  # doctest: +SKIP
@@ -30,7 +32,7 @@ files that hold several images. :func:`discover` returns the workspace manifest
 
 from __future__ import annotations
 
-from enrich.io._base import FrameRecord, Reader, suffix_of
+from enrich.io._base import FrameRecord, Reader, SkipFile, suffix_of
 from enrich.io._discover import MANIFEST_COLUMNS, SKIPPED_COLUMNS, Discovery, discover
 from enrich.io._registry import READERS, SUFFIXES, make_readers, reader_for
 from enrich.io._stream import FrameStream, SkippedImages, read_frames
@@ -53,6 +55,7 @@ __all__ = [
     "NpzReader",
     "PillowReader",
     "Reader",
+    "SkipFile",
     "SkippedImages",
     "VideoReader",
     "discover",

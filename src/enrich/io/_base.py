@@ -20,7 +20,7 @@ import numpy as np
 
 from enrich.errors import MissingExtraError
 
-__all__ = ["FrameRecord", "Reader", "require", "suffix_of"]
+__all__ = ["FrameRecord", "Reader", "SkipFile", "require", "suffix_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,9 @@ class FrameRecord:
         one image, whose id is the bare path.
     patient_id, clip_id, label, split : str or None
         What the file itself says; ``None`` when unknown.
+    modality, sop_class : str or None
+        DICOM ``Modality`` (``CT``) and SOP class name (``Enhanced CT Image Storage``);
+        ``None`` for other formats.
     """
 
     frame: int
@@ -44,6 +47,15 @@ class FrameRecord:
     clip_id: str | None = None
     label: str | None = None
     split: str | None = None
+    modality: str | None = None
+    sop_class: str | None = None
+
+
+class SkipFile(ValueError):
+    """A file that is left out, with a message that says why and what to do.
+
+    Discovery and streaming record the message as the reason, as it is (no exception name).
+    """
 
 
 def suffix_of(path: str | Path) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from enrich.errors import EnrichError, MissingExtraError
-from enrich.io._base import FrameRecord, Reader
+from enrich.io._base import FrameRecord, Reader, SkipFile
 from enrich.io._registry import SUFFIXES, make_readers, reader_for
 
 if TYPE_CHECKING:
@@ -21,7 +21,17 @@ if TYPE_CHECKING:
 __all__ = ["MANIFEST_COLUMNS", "SKIPPED_COLUMNS", "Discovery", "discover"]
 
 #: The workspace's manifest columns (docs/architecture.md).
-MANIFEST_COLUMNS = ("id", "source_path", "frame", "patient_id", "clip_id", "label", "split")
+MANIFEST_COLUMNS = (
+    "id",
+    "source_path",
+    "frame",
+    "patient_id",
+    "clip_id",
+    "label",
+    "split",
+    "modality",
+    "sop_class",
+)
 #: The columns of ``skipped.csv``.
 SKIPPED_COLUMNS = ("source_path", "reason")
 _CSV_OPTIONAL = ("patient_id", "clip_id", "label", "split", "frame")
@@ -34,19 +44,23 @@ class Discovery:
     Attributes
     ----------
     manifest : DataFrame
-        One row per image: ``id, source_path, frame, patient_id, clip_id, label, split``.
-        ``source_path`` is absolute (posix); ``frame`` is the reader's index in that file;
-        the other columns are strings or ``None``.
+        One row per image: ``id, source_path, frame, patient_id, clip_id, label, split,
+        modality, sop_class``. ``source_path`` is absolute (posix); ``frame`` is the reader's
+        index in that file; the other columns are strings or ``None`` (``modality`` and
+        ``sop_class`` come from DICOM headers).
     skipped : DataFrame
         ``source_path, reason``: files that could not be read.
     options : dict
         The reader options (``nifti_axis``, ``video_step``, ``npz_key``); pass them to
         :func:`read_frames` (or use :meth:`read_frames`) so frames are read the same way.
+    warnings : dict of str to list of str
+        Library warnings (pydicom's) per source path, collected instead of printed.
     """
 
     manifest: pd.DataFrame
     skipped: pd.DataFrame
     options: dict[str, Any] = field(default_factory=dict)
+    warnings: dict[str, list[str]] = field(default_factory=dict)
 
     def read_frames(self, **kwargs: Any) -> FrameStream:
         """:func:`enrich.io.read_frames` on this manifest, with the discovery's options."""
@@ -168,6 +182,8 @@ def discover(
     check_pixels: bool = False,
     progress: bool = False,
     exclude: Sequence[str | os.PathLike[str]] = (),
+    modality: str | Sequence[str] | None = None,
+    include_sop: str | Sequence[str] | None = None,
 ) -> Discovery:
     """Find every image in `sources` and describe it in a manifest, without decoding.
 
@@ -193,6 +209,13 @@ def discover(
     exclude : sequence of paths
         Folders not to search (e.g. a workspace kept inside the image folder, whose
         figures would otherwise be found as images).
+    modality : str or sequence of str, optional
+        Keep only files whose DICOM ``Modality`` is one of these (``"CT,MR"``); other
+        files, and files that are not DICOM, are skipped with the reason.
+    include_sop : str or sequence of str, optional
+        Non-image DICOM objects (segmentations, RT dose, ...) are skipped by default; these
+        codes (``"SEG,RTDOSE"``), SOP Class UIDs or ``"all"`` are read anyway
+        (:data:`enrich.io.dicom.NON_IMAGE_SOP`).
 
     Returns
     -------
@@ -224,7 +247,10 @@ def discover(
     """
     import pandas as pd
 
-    readers = make_readers(nifti_axis=nifti_axis, video_step=video_step, npz_key=npz_key)
+    readers = make_readers(
+        nifti_axis=nifti_axis, video_step=video_step, npz_key=npz_key, include_sop=include_sop
+    )
+    modalities = _modalities(modality)
     options: dict[str, Any] = {}
     for r in readers.values():
         options.update(r.options())
@@ -273,7 +299,9 @@ def discover(
 
             iterator = tqdm(entries, desc=f"scanning {src}", unit="file", leave=False)
         for entry in iterator:
-            n_found += _add_entry(entry, columns, skipped, seen, seen_frames, check_pixels)
+            n_found += _add_entry(
+                entry, columns, skipped, seen, seen_frames, check_pixels, modalities
+            )
         if n_found == 0:
             new = skipped[n_skipped_before:]
             if new:
@@ -286,7 +314,22 @@ def discover(
     manifest = pd.DataFrame(columns)
     manifest["frame"] = manifest["frame"].astype("int64")
     skipped_df = pd.DataFrame(skipped, columns=list(SKIPPED_COLUMNS))
-    return Discovery(manifest, skipped_df, options)
+    notes: dict[str, list[str]] = {}
+    for r in readers.values():
+        for path, msgs in getattr(r, "warnings", {}).items():
+            notes.setdefault(path, []).extend(msgs)
+    return Discovery(manifest, skipped_df, options, notes)
+
+
+def _modalities(modality: str | Sequence[str] | None) -> frozenset[str] | None:
+    """``"CT, mr"`` → {"CT", "MR"}; None (or empty) keeps every file."""
+    if modality is None:
+        return None
+    items = modality.split(",") if isinstance(modality, str) else list(modality)
+    wanted = frozenset(str(m).strip().upper() for m in items if str(m).strip())
+    if not wanted:
+        raise EnrichError(f"modality={modality!r}: expected DICOM modalities such as CT,MR")
+    return wanted
 
 
 def _add_entry(
@@ -296,6 +339,7 @@ def _add_entry(
     seen: dict[str, str],
     seen_frames: dict[tuple[str, int], dict[str, Any]],
     check_pixels: bool,
+    modalities: frozenset[str] | None = None,
 ) -> int:
     """Add the images of one file to `columns`; return how many it holds."""
     reader = entry.reader
@@ -317,6 +361,18 @@ def _add_entry(
         return 0
     if not records:
         skipped.append((source_path, "no images in file"))
+        return 0
+    if modalities is not None and (records[0].modality or "").upper() not in modalities:
+        mod, wanted = records[0].modality, ",".join(sorted(modalities))
+        skipped.append(
+            (
+                source_path,
+                f"modality {mod} is not in --modality {wanted}: left out (add {mod} to embed it)"
+                if mod
+                else f"no DICOM modality (not DICOM, or no Modality tag): left out by "
+                f"--modality {wanted} (drop the option to embed it)",
+            )
+        )
         return 0
     base = _rel_id(entry.path, entry.root)
     multi = reader.clip_per_file and (len(records) > 1 or records[0].key is not None)
@@ -350,11 +406,15 @@ def _add_entry(
         columns["clip_id"].append(ov.get("clip_id", rec.clip_id or (base if multi else None)))
         columns["label"].append(ov.get("label", rec.label))
         columns["split"].append(ov.get("split", rec.split))
+        columns["modality"].append(rec.modality)
+        columns["sop_class"].append(rec.sop_class)
     return len(records)
 
 
 def _reason(exc: BaseException) -> str:
     msg = " ".join(str(exc).split())
+    if isinstance(exc, SkipFile):  # already says why and what to do
+        return msg
     if len(msg) > 300:
         msg = msg[:297] + "..."
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from enrich.io._base import Reader, suffix_of
@@ -27,12 +28,19 @@ SUFFIXES: tuple[str, ...] = tuple(s for cls in READERS.values() for s in cls.suf
 
 
 def make_readers(
-    *, nifti_axis: int = -1, video_step: int = 1, npz_key: str | None = None
+    *,
+    nifti_axis: int = -1,
+    video_step: int = 1,
+    npz_key: str | None = None,
+    include_sop: str | Sequence[str] | None = None,
 ) -> dict[str, Reader]:
-    """One configured reader per format, keyed by :attr:`Reader.name`."""
+    """One configured reader per format, keyed by :attr:`Reader.name`.
+
+    `include_sop`: non-image DICOM SOP classes to read anyway (:class:`DicomReader`).
+    """
     return {
         "pillow": PillowReader(),
-        "dicom": DicomReader(),
+        "dicom": DicomReader(include_sop=include_sop),
         "nifti": NiftiReader(axis=nifti_axis),
         "video": VideoReader(step=video_step),
         "npz": NpzReader(key=npz_key),
@@ -43,7 +51,8 @@ def reader_for(path: str | Path, readers: dict[str, Reader]) -> Reader | None:
     """The reader for `path` by its suffix; another file is DICOM if its preamble says so.
 
     DICOM files often have no suffix or a numeric one (``IM0001``, ``1.2.840.5``), so files
-    with an unknown suffix are sniffed (132 bytes) for the ``DICM`` marker.
+    with an unknown suffix are sniffed (132 bytes) for the ``DICM`` marker (or a DICOM tag
+    at byte 0: files without preamble).
     """
     suffix = suffix_of(path)
     for reader in readers.values():

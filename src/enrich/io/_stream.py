@@ -82,6 +82,15 @@ class FrameStream:
         return len(self._ids)
 
     @property
+    def warnings(self) -> dict[str, list[str]]:
+        """Library warnings (pydicom's) per source path so far, collected instead of printed."""
+        out: dict[str, list[str]] = {}
+        for reader in self._readers.values():
+            for path, msgs in getattr(reader, "warnings", {}).items():
+                out.setdefault(path, []).extend(msgs)
+        return out
+
+    @property
     def n_skipped(self) -> int:
         """Images skipped so far."""
         return sum(len(s.ids) for s in self.skipped)

@@ -273,7 +273,7 @@ def _run_benchmark(
     config: ProtocolConfig | dict[str, Any] | str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
-    workers: int = 1,
+    workers: int | str = 1,
     device: str = "auto",
     threads: int | None = None,
     progress: bool = True,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from enrich.errors import EnrichError, MissingExtraError
 from enrich.io._base import Reader
+from enrich.io._paths import fs_path
 from enrich.io._registry import make_readers, reader_for
 
 if TYPE_CHECKING:
@@ -42,6 +44,8 @@ class FrameStream:
     ----------
     skipped : list of SkippedImages
         Filled while iterating: files or frames that failed to read or preprocess.
+    warnings : list of (source_path, warning)
+        What the reader libraries warned about while reading (collected, not printed).
     n_read : int
         Images yielded so far.
     """
@@ -75,6 +79,7 @@ class FrameStream:
         self._readers = readers
         self._on_skip = on_skip
         self.skipped: list[SkippedImages] = []
+        self.warnings: list[tuple[str, str]] = []
         self.n_read = 0
 
     def __len__(self) -> int:
@@ -118,18 +123,28 @@ class FrameStream:
 
     def images(self) -> Iterator[tuple[str, np.ndarray]]:
         """Yield ``(id, image)`` in manifest order, skipping (and recording) failures."""
-        from enrich.io._discover import _reason
+        from enrich.io._discover import _reason, collect_warnings, not_regular
 
         for start, stop in self._runs():
             path = str(self._paths[start])
-            reader = reader_for(path, self._readers)
+            real = fs_path(path)  # a non-UTF-8 name is stored escaped (enrich.io._paths)
+            why = not_regular(Path(real))  # a FIFO put there since discovery would block
+            reader = None if why else reader_for(real, self._readers)
             if reader is None:
-                self._skip(path, "unsupported file type", list(self._ids[start:stop]))
+                why = why or "unsupported file type"
+                self._skip(path, why, [str(x) for x in self._ids[start:stop]])
                 continue
             k = start  # the next row we expect
             try:
                 wanted = [int(f) for f in self._frames[start:stop]]
-                for frame, raw in reader.read(path, wanted):
+                frames = reader.read(real, wanted)
+                while True:
+                    # the warnings of the reader library only, not of the consumer's code
+                    with collect_warnings(self.warnings, path):
+                        item = next(frames, None)
+                    if item is None:
+                        break
+                    frame, raw = item
                     while k < stop and self._frames[k] != frame:
                         self._skip(path, f"frame {self._frames[k]} not found", [self._ids[k]])
                         k += 1

@@ -214,5 +214,148 @@ def test_reader_library_warnings_are_collected_not_printed(tmp_path, monkeypatch
     assert stream.warnings == [(where, "RuntimeWarning: odd pixel data")]
 
 
+# ---------------------------------------------------------------- enrich embed, end to end
+
+
+def embed(argv: list[str], capsys) -> tuple[int, str, str]:
+    from enrich.cli import main
+
+    rc = main(["embed", *argv, "--embedder", "pixels", "--latent-dim", "4"])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return rc, out, err
+
+
+@posix_only
+def test_embed_non_utf8_tree_then_reembed_and_rank(tmp_path, capsys):
+    from enrich.cli import main
+    from enrich.workspace import Workspace
+
+    src = tmp_path / "src"
+    src.mkdir()
+    latin1_tree(src)
+    png(src / "ok.png")
+    ws = tmp_path / "ws"
+    rc, out, err = embed([str(src), "-w", str(ws)], capsys)
+    assert rc == 0, err
+    assert out.startswith("embedded 4 images (4 new, 0 skipped")
+    w = Workspace.open(ws)
+    assert w.manifest()["id"].tolist() == w.embeddings().ids.tolist()
+    assert "bad\\xffname.png" in w.manifest()["id"].tolist()
+    # the escaped paths lead back to the files: a re-run finds the same ids, embeds nothing
+    rc, out, err = embed([str(src), "-w", str(ws)], capsys)
+    assert rc == 0 and "(0 new, 0 skipped" in out and "reused model" in out, err
+    rc = main(["rank", "-w", str(ws), "-o", str(tmp_path / "order.csv")])
+    assert rc == 0
+    order = (tmp_path / "order.csv").read_text(encoding="utf-8")
+    assert "M\\xfcller/0.png" in order and str(src / "bad\\xffname.png") in order
+
+
+def test_embed_files_with_one_broken_among_them(tmp_path, capsys):
+    from enrich.workspace import Workspace
+
+    files = [str(png(tmp_path / f"{k}.png", k)) for k in range(3)]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    rc, out, err = embed([*files, str(broken), "--workspace", str(tmp_path / "ws")], capsys)
+    assert rc == 0, err
+    assert out.startswith("embedded 3 images (3 new, 1 skipped")
+    skipped = Workspace.open(tmp_path / "ws").skipped()
+    assert skipped["source_path"].tolist() == [broken.as_posix()]
+    # nothing readable at all: still one clear line, exit 2
+    rc, _, err = embed([str(broken), "-w", str(tmp_path / "ws2")], capsys)
+    assert rc == 2 and "nothing readable in" in err and len(err.strip().splitlines()) == 1
+
+
+def corrupt_npz(path: Path, n: int) -> Path:
+    """An .npz whose header is honest but whose data fail their CRC when read."""
+    np.savez(path, images=RNG.integers(0, 256, (n, 8, 8), dtype=np.uint8))
+    data = bytearray(path.read_bytes())
+    for i in range(1000, 1100):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_corrupt_file_cannot_take_over_the_training_sample(tmp_path, capsys):
+    from enrich.workspace import Workspace
+
+    src = tmp_path / "src"
+    corrupt_npz(src.parent / "c.npz", 3000).rename(src.mkdir() or src / "c.npz")
+    for k in range(40):
+        png(src / f"p{k:02d}.png", k)
+    ws = tmp_path / "ws"
+    rc, out, err = embed([str(src), "-w", str(ws), "--max-train", "20"], capsys)
+    assert rc == 0, err
+    # 3,000 of the 3,040 images are in the corrupt file: the first draw hits it ~20 times
+    assert "(trained on 20," in out
+    config = Workspace.open(ws).model_dir / "config.json"
+    import json
+
+    assert json.loads(config.read_text())["fit"]["n_train"] == 20
+    assert "BadZipFile" in Workspace.open(ws).skipped()["reason"].str.cat()
+
+
+def test_a_truncated_clip_trains_on_what_it_can_give(tmp_path, capsys):
+    av = pytest.importorskip("av")
+    with av.open(str(tmp_path / "full.avi"), "w") as c:
+        s = c.add_stream("mjpeg", rate=25)
+        s.width, s.height, s.pix_fmt = 32, 32, "yuvj420p"
+        for i in range(120):
+            img = np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    data = (tmp_path / "full.avi").read_bytes()
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "cut.avi").write_bytes(data[: len(data) // 2])
+    rc, out, err = embed(
+        [str(tmp_path / "src"), "-w", str(tmp_path / "ws"), "--max-train", "50"], capsys
+    )
+    assert rc == 0, err
+    n_read = int(out.split(" images")[0].split()[-1])
+    assert 50 <= n_read < 120  # the header claims 120 frames; only part decode
+    assert "(trained on 50," in out
+    # asked for more than can be read: the shortfall is said, honestly
+    rc, out, err = embed(
+        [str(tmp_path / "src"), "-w", str(tmp_path / "ws2"), "--max-train", "200"], capsys
+    )
+    assert rc == 0 and f"(trained on {n_read}," in out
+    assert f"warning: the model was trained on {n_read} images, not 120" in err
+
+
+def test_a_workspace_inside_its_source_is_not_read_back(tmp_path, capsys):
+    src = tmp_path / "src"
+    for k in range(6):
+        png(src / f"{k}.png", k)
+    ws = src / "runs" / "red-ws"
+    rc, out, err = embed([str(src), "-w", str(ws)], capsys)
+    assert rc == 0 and out.startswith("embedded 6 images"), err
+    png(ws / "runs" / "red" / "cdf.png", 9)  # a figure, as `enrich redundancy` writes
+    rc, out, err = embed([str(src), "-w", str(ws)], capsys)
+    assert rc == 0 and out.startswith("embedded 6 images (0 new"), (out, err)
+    from enrich.workspace import Workspace
+
+    assert all("runs/" not in i for i in Workspace.open(ws).manifest()["id"])
+
+
+def test_retrain_rebuilds_a_corrupt_model_config(tmp_path, capsys):
+    src = tmp_path / "src"
+    for k in range(6):
+        png(src / f"{k}.png", k)
+    ws = tmp_path / "ws"
+    assert embed([str(src), "-w", str(ws)], capsys)[0] == 0
+    config = ws / "model" / "config.json"
+    config.write_text('{"embedder": "pix')
+    rc, _, err = embed([str(src), "-w", str(ws)], capsys)
+    assert rc == 2 and "config.json" in err and "--retrain" in err
+    rc, out, err = embed([str(src), "-w", str(ws), "--retrain"], capsys)
+    assert rc == 0 and "trained on 6" in out, err
+    import json
+
+    assert json.loads(config.read_text())["embedder"] == "pixels"
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))

@@ -202,6 +202,16 @@ class Workspace:
     def write_manifest(self, manifest: pd.DataFrame) -> None:
         """Validate (unique string ids, a source path per row) and write atomically."""
         df = _normalise_manifest(manifest, where="manifest")
+        for col in ("id", "source_path"):  # Parquet stores UTF-8 only
+            bad = [v for v in df[col].tolist() if not _is_text(v)]
+            if bad:
+                from enrich.io._paths import text_path
+
+                raise EnrichError(
+                    f"manifest: {len(bad)} {col}(s) are not valid UTF-8, e.g. "
+                    f"{text_path(bad[0])!r}; store file names with "
+                    "enrich.io._paths.text_path (as enrich.io.discover does)"
+                )
         with atomic_path(self.manifest_path, suffix=".parquet") as tmp:
             df.to_parquet(tmp, index=False)
 
@@ -293,6 +303,10 @@ class Workspace:
             if col not in df.columns:
                 df[col] = ""
         df = df[list(SKIPPED_COLUMNS)].astype(str)
+        if not all(_is_text(v) for col in SKIPPED_COLUMNS for v in df[col].tolist()):
+            from enrich.io._paths import text_message
+
+            df = df.map(text_message)  # a raw non-UTF-8 path in a reason, escaped
         with atomic_path(self.skipped_path, suffix=".csv") as tmp:
             df.to_csv(tmp, index=False)
 
@@ -327,6 +341,10 @@ class Workspace:
             item = str(raw).strip()
             if not item:
                 continue
+            if not _is_text(item):  # a real non-UTF-8 path: the manifest holds its text form
+                from enrich.io._paths import text_path
+
+                item = text_path(item)
             if item in id_set:
                 out.append(item)
                 continue
@@ -355,6 +373,14 @@ class Workspace:
                 f"{first_few(missing)}"
             )
         return np.array(list(dict.fromkeys(out)), dtype=str)
+
+
+def _is_text(value: object) -> bool:
+    try:
+        str(value).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _norm(path: str) -> str:

@@ -209,4 +209,6 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet and sys.stderr.isatty(),
     )
     print(summary.line())
+    for warning in summary.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0

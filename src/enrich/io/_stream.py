@@ -29,6 +29,8 @@ class SkippedImages:
     source_path: str
     reason: str
     ids: tuple[str, ...]
+    #: The file could not be opened or its reader failed (rather than one image in it).
+    fatal: bool = False
 
 
 def _default_prepare(img: np.ndarray) -> np.ndarray:
@@ -100,10 +102,10 @@ class FrameStream:
             columns=["source_path", "reason", "n_images"],
         )
 
-    def _skip(self, path: str, reason: str, ids: list[str]) -> None:
+    def _skip(self, path: str, reason: str, ids: list[str], *, fatal: bool = False) -> None:
         if not ids:
             return
-        item = SkippedImages(path, reason, tuple(ids))
+        item = SkippedImages(path, reason, tuple(ids), fatal)
         self.skipped.append(item)
         if self._on_skip is not None:
             self._on_skip(item)
@@ -132,7 +134,7 @@ class FrameStream:
             reader = None if why else reader_for(real, self._readers)
             if reader is None:
                 why = why or "unsupported file type"
-                self._skip(path, why, [str(x) for x in self._ids[start:stop]])
+                self._skip(path, why, [str(x) for x in self._ids[start:stop]], fatal=True)
                 continue
             k = start  # the next row we expect
             try:
@@ -164,10 +166,11 @@ class FrameStream:
             except MissingExtraError:
                 raise
             except Exception as exc:
-                self._skip(path, _reason(exc), [str(x) for x in self._ids[k:stop]])
+                self._skip(path, _reason(exc), [str(x) for x in self._ids[k:stop]], fatal=True)
                 continue
             if k < stop:
-                self._skip(path, "frames not found in file", [str(x) for x in self._ids[k:stop]])
+                rest = [str(x) for x in self._ids[k:stop]]
+                self._skip(path, "frames not found in file", rest, fatal=True)
 
     def batches(self, batch_size: int) -> Iterator[tuple[list[str], np.ndarray]]:
         """Yield ``(ids, images)`` with ``images`` of shape (B, H, W) (B ≤ `batch_size`)."""

@@ -165,3 +165,12 @@ def test_stale_caches_of_dead_processes_are_removed(tmp_path):
         [f".cache-{os.getpid()}-mine", f".cache-{os.getppid()}-live"]
     )
     assert notes == [f"removed 2 cache folder(s) left in {tmp_path} by an interrupted run"]
+
+
+def test_no_progress_bar_is_drawn_into_a_log(capsys):
+    from enrich.evaluate.protocol import _progress
+
+    bar = _progress(3, True)  # stderr is captured: a file, not a terminal
+    bar.update(1)
+    bar.close()
+    assert "\r" not in capsys.readouterr().err

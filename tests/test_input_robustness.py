@@ -141,6 +141,29 @@ def test_a_header_claiming_millions_of_frames_is_refused_at_discovery(tmp_path):
     assert path.endswith("bogus.npz") and "claims shape (3000000, 64, 64)" in reason
 
 
+def test_nifti_and_dicom_headers_claiming_more_than_the_file_holds(tmp_path):
+    nib = pytest.importorskip("nibabel")
+    vol = RNG.random((16, 16, 40)).astype(np.float32)
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / "vol.nii")
+    data = (tmp_path / "vol.nii").read_bytes()
+    (tmp_path / "vol.nii").write_bytes(data[: len(data) // 2])
+    pydicom_data = pytest.importorskip("pydicom.data")
+    clip = pydicom_data.get_testdata_file("color3d_jpeg_baseline.dcm")
+    if clip is None:
+        pytest.skip("pydicom-data is not installed")
+    import pydicom
+
+    ds = pydicom.dcmread(clip)
+    ds.NumberOfFrames = 10_000_000  # a JPEG cine of 120 frames claiming ten million
+    ds.save_as(tmp_path / "cine.dcm")
+    png(tmp_path / "a.png")
+    found = run_with_timeout(lambda: discover(tmp_path), 30)
+    assert found.manifest["id"].tolist() == ["a.png"]
+    reasons = {Path(p).name: r for p, r in found.skipped.itertuples(index=False)}
+    assert reasons["vol.nii"].startswith("ValueError: truncated NIfTI: shape (16, 16, 40)")
+    assert "truncated DICOM: NumberOfFrames=10000000" in reasons["cine.dcm"]
+
+
 # ---------------------------------------------------------------- item 7: FIFOs and devices
 
 

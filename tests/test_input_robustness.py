@@ -95,6 +95,25 @@ def test_non_utf8_names_are_found_stored_and_read_back(tmp_path):
     np.testing.assert_allclose(got["bad\\xffname.png"], expected, atol=1e-6)
 
 
+def test_workspace_writers_never_crash_on_a_raw_non_utf8_name(tmp_path):
+    import pandas as pd
+
+    from enrich.errors import EnrichError
+    from enrich.workspace import Workspace
+
+    ws = Workspace.create(tmp_path / "ws")
+    raw = "/d/M\udcfcller/a.png"  # as os.walk hands it over
+    skips = {"source_path": [raw], "reason": [f"OSError: '{raw}'"]}
+    ws.write_skipped(pd.DataFrame(skips, dtype=object))
+    assert ws.skipped().to_dict("records") == [
+        {"source_path": "/d/M\\xfcller/a.png", "reason": "OSError: '/d/M\\xfcller/a.png'"}
+    ]
+    with pytest.raises(EnrichError, match=r"1 id\(s\) are not valid UTF-8, e.g. .*M\\\\xfcller"):
+        rows = {"id": ["M\udcfcller/a.png"], "source_path": [raw]}
+        ws.write_manifest(pd.DataFrame(rows, dtype=object))
+    assert not ws.manifest_path.exists()
+
+
 # ---------------------------------------------------------------- item 2: one bad source
 
 

@@ -201,9 +201,9 @@ class Workspace:
 
     def write_manifest(self, manifest: pd.DataFrame) -> None:
         """Validate (unique string ids, a source path per row) and write atomically."""
-        df = _normalise_manifest(manifest, where="manifest")
-        for col in ("id", "source_path"):  # Parquet stores UTF-8 only
-            bad = [v for v in df[col].tolist() if not _is_text(v)]
+        for col in ("id", "source_path"):  # Parquet (and pandas' Arrow strings) hold UTF-8 only
+            values = manifest[col].tolist() if col in getattr(manifest, "columns", ()) else []
+            bad = [v for v in values if not _is_text(v)]
             if bad:
                 from enrich.io._paths import text_path
 
@@ -212,6 +212,7 @@ class Workspace:
                     f"{text_path(bad[0])!r}; store file names with "
                     "enrich.io._paths.text_path (as enrich.io.discover does)"
                 )
+        df = _normalise_manifest(manifest, where="manifest")
         with atomic_path(self.manifest_path, suffix=".parquet") as tmp:
             df.to_parquet(tmp, index=False)
 
@@ -302,11 +303,12 @@ class Workspace:
         for col in SKIPPED_COLUMNS:
             if col not in df.columns:
                 df[col] = ""
-        df = df[list(SKIPPED_COLUMNS)].astype(str)
-        if not all(_is_text(v) for col in SKIPPED_COLUMNS for v in df[col].tolist()):
-            from enrich.io._paths import text_message
+        from enrich.io._paths import text_message
 
-            df = df.map(text_message)  # a raw non-UTF-8 path in a reason, escaped
+        # a raw non-UTF-8 path (in a path or a reason) escaped, as discovery writes it
+        df = pd.DataFrame(
+            {c: [text_message(str(v)) for v in df[c].tolist()] for c in SKIPPED_COLUMNS}
+        ).astype(str)
         with atomic_path(self.skipped_path, suffix=".csv") as tmp:
             df.to_csv(tmp, index=False)
 

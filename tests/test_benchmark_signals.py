@@ -174,3 +174,14 @@ def test_no_progress_bar_is_drawn_into_a_log(capsys):
     bar.update(1)
     bar.close()
     assert "\r" not in capsys.readouterr().err
+
+
+def test_no_command_draws_a_progress_bar_into_a_log(capsys):
+    import time as _time
+
+    from enrich.cli._common import progress_bar
+
+    with progress_bar(3, "redundancy", "tile") as update:
+        _time.sleep(1.2)  # past the bar's 1 s delay
+        update(1)
+    assert "\r" not in capsys.readouterr().err

@@ -185,3 +185,38 @@ def test_no_command_draws_a_progress_bar_into_a_log(capsys):
         _time.sleep(1.2)  # past the bar's 1 s delay
         update(1)
     assert "\r" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("platform", ["linux", "darwin"], ids=["pdeathsig", "watchdog"])
+def test_a_guarded_worker_dies_with_its_parent(tmp_path, platform):
+    """Each guard alone: prctl on Linux, the parent-pid watchdog elsewhere (here: forced)."""
+    if platform == "linux" and not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux-only")
+    pidfile = tmp_path / "worker.pid"
+    worker = (
+        "import os, sys, time\n"
+        "from enrich.evaluate import protocol\n"
+        f"sys.platform = {platform!r}  # only the guard sees it\n"
+        "protocol._die_with_parent(os.getppid(), poll_s=0.1)\n"
+        f"open({str(pidfile)!r}, 'w').write(str(os.getpid()))\n"
+        "time.sleep(600)\n"
+    )
+    parent = (
+        "import subprocess, sys, time\n"
+        f"subprocess.Popen([sys.executable, '-c', {worker!r}])\n"
+        "time.sleep(600)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.Popen([sys.executable, "-c", parent], env=env)
+    pid = 0
+    try:
+        wait_until(lambda: pidfile.exists() and pidfile.read_text(), 60, "the worker to start")
+        pid = int(pidfile.read_text())
+        assert alive(pid)
+        proc.kill()
+        proc.wait(30)
+        wait_until(lambda: not alive(pid), 20, "the orphaned worker to exit")
+    finally:
+        proc.kill()
+        if pid:
+            kill_all([pid])

@@ -297,6 +297,17 @@ class Workspace:
 
     def write_manifest(self, manifest: pd.DataFrame) -> None:
         """Validate (unique string ids, a source path per row) and write atomically."""
+        for col in ("id", "source_path"):  # Parquet (and pandas' Arrow strings) hold UTF-8 only
+            values = manifest[col].tolist() if col in getattr(manifest, "columns", ()) else []
+            bad = [v for v in values if not _is_text(v)]
+            if bad:
+                from enrich.io._paths import text_path
+
+                raise EnrichError(
+                    f"manifest: {len(bad)} {col}(s) are not valid UTF-8, e.g. "
+                    f"{text_path(bad[0])!r}; store file names with "
+                    "enrich.io._paths.text_path (as enrich.io.discover does)"
+                )
         df = _normalise_manifest(manifest, where="manifest")
         with atomic_path(self.manifest_path, suffix=".parquet") as tmp:
             df.to_parquet(tmp, index=False)
@@ -390,7 +401,12 @@ class Workspace:
         for col in SKIPPED_COLUMNS:
             if col not in df.columns:
                 df[col] = ""
-        df = df[list(SKIPPED_COLUMNS)].astype(str)
+        from enrich.io._paths import text_message
+
+        # a raw non-UTF-8 path (in a path or a reason) escaped, as discovery writes it
+        df = pd.DataFrame(
+            {c: [text_message(str(v)) for v in df[c].tolist()] for c in SKIPPED_COLUMNS}
+        ).astype(str)
         write_csv(df, self.skipped_path)  # file names may begin with '=': escaped
 
     # -- ids -----------------------------------------------------------------------------------
@@ -424,6 +440,10 @@ class Workspace:
             item = str(raw).strip()
             if not item:
                 continue
+            if not _is_text(item):  # a real non-UTF-8 path: the manifest holds its text form
+                from enrich.io._paths import text_path
+
+                item = text_path(item)
             if item in id_set:
                 out.append(item)
                 continue
@@ -463,6 +483,14 @@ def _clean_stale_builds(parent: Path, name: str) -> None:
         pid = entry.name[len(prefix) :].split("-", 1)[0]
         if pid.isdigit() and not _pid_alive(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def _is_text(value: object) -> bool:
+    try:
+        str(value).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _norm(path: str) -> str:

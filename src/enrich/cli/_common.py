@@ -143,6 +143,7 @@ def progress_bar(total: int, desc: str, unit: str = "it") -> Iterator[Callable[[
         delay=1.0,
         dynamic_ncols=True,
         leave=False,
+        disable=not sys.stderr.isatty(),  # never redrawn into a log file
     )
 
     def update(k: int) -> None:

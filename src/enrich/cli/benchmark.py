@@ -131,17 +131,30 @@ def run(args: argparse.Namespace) -> int:
     names = ("results.csv", "meta.json", "split.parquet", "subsets.parquet", "report.html")
     check_outputs({name: out / name for name in names}, flag="--out")
     workers = _workers(args.workers)
-    result = run_benchmark(
-        ws.path,
-        cfg,
-        out,
-        workers=workers,
-        device=args.device,
-        progress=not args.quiet,
-        report=not args.no_report,
-        retry_failed=args.retry_failed,
-    )
     import sys
+
+    from enrich.evaluate.protocol import Terminated, sigterm_raises
+
+    try:
+        with sigterm_raises():  # timeout, SLURM: stop the workers and say how to resume
+            result = run_benchmark(
+                ws.path,
+                cfg,
+                out,
+                workers=workers,
+                device=args.device,
+                progress=not args.quiet,
+                report=not args.no_report,
+                retry_failed=args.retry_failed,
+            )
+    except Terminated:
+        from enrich.cli import _error_line
+
+        _error_line(
+            f"terminated (SIGTERM); every finished model is saved in {out / 'results.csv'}: "
+            "rerun the same command to resume"
+        )
+        return 143  # 128 + SIGTERM, as the shell reports a process killed by it
 
     status = f"{result.n_ok} models ok, {result.n_failed} failed"
     print(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 __all__ = ["add_arguments", "run"]
 
@@ -243,14 +242,6 @@ def run(args: argparse.Namespace) -> int:
             ws.remove_if_unused(keep_folder=folder_existed)
         raise
     print(summary.line())
-    noted = summary.details.get("reader_warnings") or {}
-    if noted:
-        n = sum(len(v) for v in noted.values())
-        first_path, first = next(iter(noted.items()))
-        print(
-            f"note: pydicom warned about {len(noted)} file(s) ({n} distinct warning(s), e.g. "
-            f"{Path(first_path).name}: {first[0][:120]}); all are listed under "
-            f"'reader_warnings' in {Path(summary.workspace) / 'embeddings.json'}",
-            file=sys.stderr,
-        )
+    for warning in summary.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0

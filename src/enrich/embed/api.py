@@ -32,6 +32,7 @@ from enrich.embed.base import CONFIG_FILE, Embedder, read_config
 from enrich.embed.registry import get_embedder_class
 from enrich.embeddings import Embeddings, load_embeddings
 from enrich.errors import EnrichError
+from enrich.io._paths import text_path
 from enrich.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ class EmbedSummary:
     n_train: int
     seconds: float
     details: dict[str, Any] = field(default_factory=dict)
+    #: One line each: what the user should know (too few training images, reader warnings).
+    warnings: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         """The one summary line the CLI prints."""
@@ -141,7 +144,10 @@ def embed_sources(
         resolve_device(device)  # "cuda" without a GPU fails before any work too
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     ws.check_creatable()  # fail before the (possibly long) discovery, but write nothing yet
-    discovery = io.discover(list(sources), **(discover_options or {}))
+    # A workspace kept inside a source folder is never read back as images.
+    dopts = dict(discover_options or {})
+    dopts["exclude"] = [*dopts.get("exclude", ()), ws.path.absolute()]
+    discovery = io.discover(list(sources), **dopts)
     ws = Workspace.create(ws.path)
     manifest = discovery.manifest.reset_index(drop=True)
     skipped = [discovery.skipped]
@@ -166,7 +172,7 @@ def embed_sources(
         "max_train": int(max_train),
         "read_options": dict(discovery.options),
     }
-    saved = read_config(ws.model_dir)
+    saved = None if retrain else _saved_config(ws.model_dir)  # --retrain rebuilds a bad one
     reuse = (
         not retrain
         and saved is not None
@@ -175,20 +181,25 @@ def embed_sources(
         and _jsonable(saved.get("pipeline")) == _jsonable(pipeline)
     )
     n_train = 0
+    warnings: list[str] = []
     if reuse:
         model = cls.load(ws.model_dir, **runtime)
         n_train = int(model.fit_info_.get("n_train", 0))
     else:
-        rng = np.random.default_rng(seed)
-        n_pick = min(len(manifest), int(max_train))
-        pick = np.sort(rng.choice(len(manifest), size=n_pick, replace=False))
-        train_rows = manifest.iloc[pick].reset_index(drop=True)
-        train_ids, train_images = read_images(train_rows, pp, read_options=discovery.options)
+        sample = _training_sample(
+            manifest, pp, max_train=int(max_train), seed=seed, read_options=discovery.options
+        )
+        train_ids, train_images = sample.ids, sample.images
         if len(train_ids) < 2:
+            ws.write_skipped(_concat_skipped([*skipped, _skipped_frame(sample.skipped)]))
+            first = sample.skipped[0] if sample.skipped else None
             raise EnrichError(
-                f"only {len(train_ids)} of {n_pick} training image(s) could be read; "
-                "need at least 2"
+                f"only {len(train_ids)} of {len(manifest)} image(s) could be read "
+                f"({sample.n_failed} tried and failed); the model needs at least 2"
+                + (f"; first failure {first.source_path}: {first.reason}" if first else "")
+                + f" (all in {ws.skipped_path})"
             )
+        warnings.extend(sample.warnings(int(max_train), len(manifest)))
         model = candidate.fit(train_images, ids=train_ids)
         del train_images
         n_train = len(train_ids)
@@ -216,7 +227,7 @@ def embed_sources(
     # -- stream the new images through the embedder ----------------------------------------
     new_ids: list[str] = []
     read_skips: list[SkippedImages] = []
-    notes = {k: list(v) for k, v in discovery.warnings.items()}
+    read_warnings: list[tuple[str, str]] = []
     batches = read_batches(
         new_rows,
         pp,
@@ -224,7 +235,7 @@ def embed_sources(
         read_options=discovery.options,
         skipped=read_skips,
         progress=progress,
-        warnings=notes,
+        warnings=read_warnings,
     )
     new_vecs = model.transform_batches(_collect_ids(batches, new_ids), n=len(new_rows))
     skipped.append(_skipped_frame(read_skips))
@@ -255,7 +266,15 @@ def embed_sources(
         model_reused=reuse,
         n_train=n_train,
         seconds=0.0,
+        warnings=warnings,
     )
+    reader_warnings = _reader_warnings(discovery.warnings, read_warnings)
+    if reader_warnings["count"]:
+        (path, first), n_files = reader_warnings["first"], reader_warnings["n_files"]
+        warnings.append(
+            f"the image readers warned {reader_warnings['count']} time(s) about {n_files} "
+            f"file(s) (first: {path}: {first}); all are listed in {ws.embeddings_info_path}"
+        )
     all_skipped = _concat_skipped(skipped)
     summary.n_skipped = len(all_skipped)
     summary.seconds = round(time.perf_counter() - start, 3)
@@ -269,11 +288,9 @@ def embed_sources(
         "n_skipped": summary.n_skipped,
         "n_train": n_train,
         "seconds": summary.seconds,
-        "sources": [str(s) for s in sources],
-        # pydicom's warnings, per file (collected, not printed): at most 5 distinct each
-        "reader_warnings": {
-            path: list(dict.fromkeys(msgs))[:5] for path, msgs in sorted(notes.items())
-        },
+        "sources": [text_path(s) for s in sources],
+        "warnings": warnings,
+        "reader_warnings": reader_warnings["records"],
     }
     # Embeddings first, manifest last: an interrupted run leaves every manifest row embedded.
     ws.write_embeddings(Embeddings(final_ids, vectors), info=record)
@@ -292,14 +309,14 @@ def read_batches(
     read_options: dict[str, Any] | None = None,
     skipped: list[SkippedImages] | None = None,
     progress: bool = False,
-    warnings: dict[str, list[str]] | None = None,
+    warnings: list[tuple[str, str]] | None = None,
 ) -> Iterator[tuple[list[str], np.ndarray]]:
     """Stream ``(ids, images (B, 64, 64) float32)`` in manifest order, one batch in memory.
 
     Images that cannot be read or preprocessed are left out and appended to `skipped`
     (:class:`enrich.io.SkippedImages`: ``source_path``, ``reason``, ``ids``).
     ``read_options`` are the readers' options from discovery (``Discovery.options``).
-    Library warnings met while reading are added to `warnings` (source path → messages).
+    The reader libraries' warnings go to `warnings` (``(source_path, warning)``), not stderr.
     """
     from tqdm.auto import tqdm
 
@@ -336,8 +353,7 @@ def read_batches(
     finally:
         bar.close()
         if warnings is not None:
-            for path, msgs in stream.warnings.items():
-                warnings.setdefault(path, []).extend(msgs)
+            warnings.extend(stream.warnings)
 
 
 def read_images(
@@ -389,7 +405,122 @@ def _concat_skipped(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True).drop_duplicates(ignore_index=True)
 
 
+# -- the training sample ---------------------------------------------------------------------
+#: Below this many training images ``enrich embed`` warns that the model saw too few (the
+#: paper trained on 5,000; a 120-frame clip is enough for its own frames, 50 images are not).
+MIN_TRAIN_IMAGES = 100
+
+
+@dataclass
+class _Sample:
+    ids: list[str]
+    images: np.ndarray  # (n, 64, 64) float32, in manifest order
+    n_failed: int  # drawn images that could not be read
+    skipped: list[SkippedImages]
+
+    def warnings(self, max_train: int, n_images: int) -> list[str]:
+        n = len(self.ids)
+        out = []
+        if n < min(max_train, n_images):
+            out.append(
+                f"the model was trained on {n} images, not {min(max_train, n_images)}: "
+                f"{self.n_failed} drawn image(s) could not be read and no other was left"
+            )
+        if n < MIN_TRAIN_IMAGES <= max_train:
+            out.append(
+                f"the model was trained on only {n} images (fewer than {MIN_TRAIN_IMAGES}); "
+                "its embeddings may not tell your images apart (the paper trained on 5,000)"
+            )
+        return out
+
+
+def _training_sample(
+    manifest: pd.DataFrame,
+    preprocess: Preprocess,
+    *,
+    max_train: int,
+    seed: int,
+    read_options: dict[str, Any],
+) -> _Sample:
+    """Read up to `max_train` training images drawn by `seed`, counting only those read.
+
+    The first draw is a uniform sample without replacement. Drawn images that cannot be
+    read are replaced by further draws from the other images (in a seeded random order)
+    until `max_train` images were read or none is left. A file that yields no image at all
+    when read is dropped with all its images from later draws, so a corrupt file costs one
+    attempt whatever its header claims. Memory: `max_train` images.
+    """
+    from enrich import io
+
+    n = len(manifest)
+    rng = np.random.default_rng(seed)
+    n_pick = min(n, max_train)
+    first = np.sort(rng.choice(n, size=n_pick, replace=False))
+    rest = np.ones(n, bool)
+    rest[first] = False
+    queue = np.concatenate([first, rng.permutation(np.flatnonzero(rest))])
+    ids = manifest["id"].astype(str).to_numpy()
+    paths = manifest["source_path"].astype(str).to_numpy()
+    out = np.empty((n_pick, 64, 64), np.float32)
+    got_rows: list[int] = []
+    skipped: list[SkippedImages] = []
+    dropped: set[str] = set()
+    n_failed = pos = 0
+    while len(got_rows) < n_pick and pos < n:
+        take: list[int] = []
+        while len(take) < n_pick - len(got_rows) and pos < n:
+            r = int(queue[pos])
+            pos += 1
+            if paths[r] not in dropped:
+                take.append(r)
+        if not take:
+            break
+        rows = np.sort(np.asarray(take, np.int64))
+        row_of = {str(ids[r]): int(r) for r in rows}
+        stream = io.read_frames(
+            manifest.iloc[rows], preprocess=preprocess, order="file", **read_options
+        )
+        read_files: set[str] = set()
+        for image_id, img in stream:
+            out[len(got_rows)] = img
+            got_rows.append(row_of[image_id])
+            read_files.add(str(paths[row_of[image_id]]))
+        for item in stream.skipped:
+            n_failed += len(item.ids)
+            skipped.append(item)
+            if item.fatal and item.source_path not in read_files:
+                dropped.add(item.source_path)
+    order = np.argsort(np.asarray(got_rows, np.int64), kind="stable")  # manifest order
+    images = out[: len(got_rows)][order]
+    return _Sample([str(ids[got_rows[i]]) for i in order], images, n_failed, skipped)
+
+
+def _reader_warnings(
+    at_discovery: pd.DataFrame | None, when_read: list[tuple[str, str]], *, keep: int = 1000
+) -> dict[str, Any]:
+    """Count the reader libraries' warnings; keep the first `keep` distinct ones."""
+    pairs: list[tuple[str, str]] = []
+    if at_discovery is not None and len(at_discovery):
+        pairs.extend(at_discovery[["source_path", "warning"]].itertuples(index=False, name=None))
+    pairs.extend(when_read)
+    distinct = list(dict.fromkeys(pairs))
+    return {
+        "count": len(pairs),
+        "n_files": len({p for p, _ in pairs}),
+        "first": distinct[0] if distinct else None,
+        "records": [{"source_path": p, "warning": w} for p, w in distinct[:keep]],
+    }
+
+
 # -- helpers -----------------------------------------------------------------------------------
+def _saved_config(model_dir: Path) -> dict[str, Any] | None:
+    """The workspace model's config; an unreadable one says how to rebuild it."""
+    try:
+        return read_config(model_dir)
+    except EnrichError as exc:
+        raise EnrichError(f"{exc}; rerun with --retrain to train and save a new model") from None
+
+
 def _runtime_options(cls: type[Embedder], *, device: str, progress: bool) -> dict[str, Any]:
     """The options of `cls` that do not define the model (device, progress bar)."""
     accepted = inspect.signature(cls.__init__).parameters

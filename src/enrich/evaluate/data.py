@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from enrich.errors import EnrichError, first_few
+from enrich.io._paths import fs_path  # a non-UTF-8 source name is stored escaped
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -315,7 +316,7 @@ class BenchmarkData:
         npz = sorted(set(srcs[srcs.str.lower().str.endswith(".npz")]))
         for s in npz:
             try:
-                with np.load(s, allow_pickle=False) as z:
+                with np.load(fs_path(s), allow_pickle=False) as z:
                     if "masks" in z.files:
                         return True
             except (OSError, ValueError):
@@ -335,7 +336,7 @@ class BenchmarkData:
                 )
             if src not in cache:
                 try:
-                    with np.load(src, allow_pickle=False) as z:
+                    with np.load(fs_path(src), allow_pickle=False) as z:
                         if "masks" not in z.files:
                             raise EnrichError(f"{src}: no 'masks' array beside the images")
                         cache[src] = z["masks"]

@@ -34,6 +34,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -42,7 +43,7 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -62,10 +63,13 @@ __all__ = [
     "FULL",
     "BenchmarkRun",
     "Job",
+    "Terminated",
     "auto_workers",
     "derive_seed",
     "plan_sizes",
+    "remove_stale_caches",
     "run_benchmark",
+    "sigterm_raises",
 ]
 
 RESULTS = "results.csv"
@@ -467,6 +471,7 @@ def _run_benchmark(
         "warnings": warns,
     }
     write_json(meta_path, meta)
+    remove_stale_caches(out, log)
     _write_split(out / SPLIT, man, data.ids, pool, val, test)
 
     # -- subsets: one full order per (strategy, initialization) -----------------------------
@@ -501,8 +506,9 @@ def _run_benchmark(
             f"{' + full' if cfg.full else ''}) on {dev} with {workers} worker(s)"
         )
         bar = _progress(len(todo), progress)
+        rows = _execute(todo, arrays, cfg, dev, workers, cfg.train.threads, out)
         try:
-            for row in _execute(todo, arrays, cfg, dev, workers, cfg.train.threads, out):
+            for row in rows:
                 results.append(row)
                 n_trained += 1
                 if row["status"] != "ok":
@@ -512,6 +518,7 @@ def _run_benchmark(
                     )
                 bar.update(1)
         finally:
+            rows.close()  # an interrupt here stops the workers now, not at garbage collection
             bar.close()
 
     n_ok, n_failed = _count_status(out / RESULTS)
@@ -772,11 +779,54 @@ def _train_one(job: Job, arrays: _Arrays, cfg: ProtocolConfig, device: str) -> d
 
 
 _WORKER: dict[str, Any] = {}
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent: int, *, poll_s: float = 1.0) -> None:
+    """Make this worker process exit when `parent` (the benchmark) dies, however it dies.
+
+    A worker blocked waiting for jobs would otherwise outlive a parent killed by SIGKILL
+    (``timeout -s KILL``, SLURM, the OOM killer), holding its memory forever. On Linux the
+    kernel sends SIGKILL on the parent's death (``prctl(PR_SET_PDEATHSIG)``); everywhere, a
+    daemon thread exits the process when the parent pid changes (re-parenting).
+    """
+    import signal
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no prctl: the watchdog remains
+            pass
+    if os.getppid() != parent:  # it died before the guard was in place
+        os._exit(1)
+
+    def watchdog() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watchdog, name="enrich-parent-watchdog", daemon=True).start()
 
 
 def _worker_init(
-    cache: str, cfg_dict: dict[str, Any], meta: dict[str, int], device: str, threads: int
+    cache: str,
+    cfg_dict: dict[str, Any],
+    meta: dict[str, int],
+    device: str,
+    threads: int,
+    parent: int,
 ) -> None:
+    import signal
+
+    _die_with_parent(parent)
+    # Ctrl-C reaches the whole process group: the parent stops the workers itself, without
+    # a KeyboardInterrupt traceback from each of them.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
 
     torch.set_num_threads(max(1, threads))
@@ -803,7 +853,7 @@ def _execute(
     workers: int,
     threads: int | None,
     out: Path,
-) -> Iterator[dict[str, Any]]:
+) -> Generator[dict[str, Any], None, None]:
     if workers == 1 or len(todo) == 1:
         for job in todo:
             yield _train_one(job, arrays, cfg, device)
@@ -813,18 +863,20 @@ def _execute(
     from concurrent.futures.process import BrokenProcessPool
 
     per_worker = threads or 1  # each model sets its own (train.threads) in any case
-    cache = tempfile.mkdtemp(prefix=".cache-", dir=out)
+    # The owner's pid is in the name, so a later run can tell a killed run's cache.
+    cache = tempfile.mkdtemp(prefix=f"{_CACHE_PREFIX}{os.getpid()}-", dir=out)
     try:
         np.save(os.path.join(cache, "x.npy"), arrays.x)
         np.save(os.path.join(cache, "y.npy"), arrays.y)
         meta = {"n_pool": arrays.n_pool, "n_val": arrays.n_val, "n_classes": arrays.n_classes}
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=ctx,
             initializer=_worker_init,
-            initargs=(cache, cfg.to_dict(), meta, device, per_worker),
-        ) as pool:
+            initargs=(cache, cfg.to_dict(), meta, device, per_worker, os.getpid()),
+        )
+        try:
             pending = set()
             it = iter(todo)
             # Keep the queue short so that an interrupt loses little queued work.
@@ -848,8 +900,95 @@ def _execute(
             finally:
                 for fut in pending:
                     fut.cancel()
+        except BaseException:  # SIGTERM, Ctrl-C, the consumer closing us: stop the workers now
+            _stop_workers(pool)
+            raise
+        pool.shutdown(wait=True)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
+
+
+def _stop_workers(pool: Any) -> None:
+    """Kill the pool's worker processes at once (shutdown would wait for running models)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.join(timeout=10)
+
+
+_CACHE_PREFIX = ".cache-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except OSError:  # pragma: no cover - e.g. no such pid on Windows
+        return False
+    return True
+
+
+def remove_stale_caches(out: str | os.PathLike[str], log: Callable[[str], None] = _stderr) -> int:
+    """Remove ``.cache-<pid>-*`` folders in `out` left by a killed run (their pid is gone).
+
+    A folder of an older version (no pid in its name) is stale too. Returns how many were
+    removed. Folders of a live process, this one included, are kept.
+    """
+    import re
+
+    removed = 0
+    for path in Path(out).glob(f"{_CACHE_PREFIX}*"):
+        if not path.is_dir() or path.is_symlink():
+            continue
+        m = re.match(rf"^{re.escape(_CACHE_PREFIX)}(\d+)-", path.name)
+        if m and (int(m.group(1)) == os.getpid() or _pid_alive(int(m.group(1)))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed += not path.exists()
+    if removed:
+        log(f"removed {removed} cache folder(s) left in {out} by an interrupted run")
+    return removed
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM while :func:`sigterm_raises` is active.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that no ``except Exception`` (a model
+    recorded as failed) swallows it.
+    """
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM (``timeout``, SLURM, ``kill``) into :class:`Terminated` in the main thread.
+
+    The benchmark then stops its workers, removes its cache and leaves ``results.csv`` whole,
+    as after Ctrl-C. Only the first SIGTERM raises; more during the clean-up are ignored
+    (SIGKILL still works). Does nothing outside the main thread.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _NoBar:
@@ -861,7 +1000,7 @@ class _NoBar:
 
 
 def _progress(total: int, enabled: bool) -> Any:
-    if not enabled:
+    if not enabled or not sys.stderr.isatty():  # no bar redrawn into a log file
         return _NoBar()
     try:
         from tqdm import tqdm

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+import stat
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from enrich.errors import EnrichError, MissingExtraError
 from enrich.io._base import FrameRecord, Reader, SkipFile
+from enrich.io._paths import fs_path, text_message, text_path
 from enrich.io._registry import SUFFIXES, make_readers, reader_for
 
 if TYPE_CHECKING:
@@ -34,6 +39,8 @@ MANIFEST_COLUMNS = (
 )
 #: The columns of ``skipped.csv``.
 SKIPPED_COLUMNS = ("source_path", "reason")
+#: The columns of the reader warnings (:attr:`Discovery.warnings`).
+WARNING_COLUMNS = ("source_path", "warning")
 _CSV_OPTIONAL = ("patient_id", "clip_id", "label", "split", "frame")
 
 
@@ -53,14 +60,15 @@ class Discovery:
     options : dict
         The reader options (``nifti_axis``, ``video_step``, ``npz_key``); pass them to
         :func:`read_frames` (or use :meth:`read_frames`) so frames are read the same way.
-    warnings : dict of str to list of str
-        Library warnings (pydicom's) per source path, collected instead of printed.
+    warnings : DataFrame or None
+        ``source_path, warning``: what the reader libraries warned about while reading
+        headers (collected, not printed), pydicom's included.
     """
 
     manifest: pd.DataFrame
     skipped: pd.DataFrame
     options: dict[str, Any] = field(default_factory=dict)
-    warnings: dict[str, list[str]] = field(default_factory=dict)
+    warnings: pd.DataFrame | None = None
 
     def read_frames(self, **kwargs: Any) -> FrameStream:
         """:func:`enrich.io.read_frames` on this manifest, with the discovery's options."""
@@ -82,36 +90,86 @@ class _Entry:
 def _walk(
     folder: Path, skipped: list[tuple[str, str]], exclude: frozenset[Path] = frozenset()
 ) -> list[Path]:
-    """Files under `folder` sorted by their path components, without hidden entries.
+    """Regular files under `folder` sorted by their path components, without hidden entries.
 
-    Folders in `exclude` (absolute) are not entered. Folders that cannot be listed are
-    recorded in `skipped`.
+    Folders in `exclude` (absolute) and enrich workspaces (a ``workspace.json`` marker) are
+    not entered; FIFOs, devices, sockets and broken links are not returned. Each of these,
+    and each folder that cannot be listed, is recorded in `skipped` with its reason.
     """
     found: list[tuple[tuple[str, ...], Path]] = []
 
     def unlistable(err: OSError) -> None:
-        where = Path(err.filename).absolute().as_posix() if err.filename else folder.as_posix()
-        skipped.append((where, f"cannot list folder: {type(err).__name__}: {err.strerror}"))
+        where = Path(err.filename).absolute() if err.filename else folder
+        why = f"cannot list folder: {type(err).__name__}: {err.strerror}"
+        skipped.append((text_path(where.as_posix()), why))
 
     for dirpath, dirnames, filenames in os.walk(folder, onerror=unlistable):
-        dirnames[:] = [
-            d
-            for d in dirnames
-            if not d.startswith(".") and (Path(dirpath) / d).absolute() not in exclude
-        ]
+        keep = []
+        for d in dirnames:
+            sub = Path(dirpath) / d
+            if d.startswith(".") or sub.absolute() in exclude:
+                continue
+            if is_workspace(sub):
+                skipped.append((text_path(sub.absolute().as_posix()), _WORKSPACE_REASON))
+                continue
+            keep.append(d)
+        dirnames[:] = keep
         for name in filenames:
             if not name.startswith("."):
                 path = Path(dirpath) / name
+                reason = not_regular(path)
+                if reason:
+                    skipped.append((text_path(path.absolute().as_posix()), reason))
+                    continue
                 found.append((path.relative_to(folder).parts, path))
     found.sort(key=lambda item: item[0])
     return [path for _, path in found]
 
 
+_WORKSPACE_REASON = "an enrich workspace (its figures and files are outputs, not source images)"
+
+
+def is_workspace(folder: Path) -> bool:
+    """Whether `folder` holds an enrich workspace marker (``workspace.json``)."""
+    marker = folder / "workspace.json"
+    try:
+        if not marker.is_file() or marker.stat().st_size > 65536:
+            return False
+        return json.loads(marker.read_text(encoding="utf-8")).get("format") == "enrich-workspace"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def not_regular(path: Path) -> str | None:
+    """Why `path` (after following links) cannot be an image file, or None for a regular file.
+
+    Opening a FIFO blocks until a writer comes and a device such as ``/dev/zero`` never
+    ends, so such files are skipped before any reader opens them.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if path.is_symlink():
+            return f"broken symbolic link ({exc.strerror})"
+        return f"cannot stat: {type(exc).__name__}: {exc.strerror}"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = {
+        stat.S_ISFIFO: "a FIFO (named pipe)",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+        stat.S_ISSOCK: "a socket",
+        stat.S_ISDIR: "a folder",
+    }
+    kind = next((k for test, k in kinds.items() if test(mode)), "not a regular file")
+    return f"not a regular file: {kind}"
+
+
 def _rel_id(path: Path, root: Path) -> str:
     try:
-        return path.relative_to(root).as_posix()
+        return text_path(path.relative_to(root).as_posix())
     except ValueError:
-        return path.as_posix()
+        return text_path(path.as_posix())
 
 
 def _cell(value: Any) -> str | None:
@@ -144,10 +202,10 @@ def _manifest_entries(
         raw = _cell(row["path"])
         if raw is None:
             continue
-        path = Path(raw)
+        path = Path(fs_path(raw))  # a name stored in its escaped form is found again
         path = path if path.is_absolute() else root / path
         if not path.exists():
-            skipped.append((path.as_posix(), f"file not found (listed in {csv.name})"))
+            skipped.append((text_path(path.as_posix()), f"file not found (listed in {csv.name})"))
             continue
         overrides = {c: v for c in _CSV_OPTIONAL[:-1] if (v := _cell(row.get(c)))}
         frame = _cell(row.get("frame"))
@@ -162,12 +220,18 @@ def _manifest_entries(
                 raise EnrichError(f"manifest {csv}: {raw} is a folder; it cannot have a frame")
             found = [(p, r) for p in _walk(path, skipped, exclude) if (r := reader_for(p, readers))]
             if not found:
-                skipped.append((path.as_posix(), f"no images in folder (listed in {csv.name})"))
+                skipped.append(
+                    (text_path(path.as_posix()), f"no images in folder (listed in {csv.name})")
+                )
             entries.extend(_Entry(p, root, r, overrides, None, str(csv)) for p, r in found)
+            continue
+        reason = not_regular(path)
+        if reason:
+            skipped.append((text_path(path.as_posix()), reason))
             continue
         reader = reader_for(path, readers)
         if reader is None:
-            skipped.append((path.as_posix(), f"unsupported file type {path.suffix!r}"))
+            skipped.append((text_path(path.as_posix()), f"unsupported file type {path.suffix!r}"))
             continue
         entries.append(_Entry(path, root, reader, overrides, frame_i, str(csv)))
     return entries
@@ -264,12 +328,16 @@ def discover(
     columns: dict[str, list[Any]] = {c: [] for c in MANIFEST_COLUMNS}
     seen: dict[str, str] = {}  # id → source_path
     seen_frames: dict[tuple[str, int], dict[str, Any]] = {}  # → the manifest values given
+    warned: list[tuple[str, str]] = []
 
+    failures: list[str] = []  # one line per source that gave no image
     for src in sources:
         src_path = Path(src)
         if not src_path.exists():
-            raise EnrichError(f"source {src} does not exist")
+            raise EnrichError(f"source {text_path(src)} does not exist")
         n_skipped_before = len(skipped)
+        where = text_path(src_path.absolute().as_posix())
+        entries: list[_Entry] = []
         if src_path.is_dir():
             root = src_path.absolute()
             entries = [
@@ -277,18 +345,20 @@ def discover(
                 for p in _walk(root, skipped, excluded)
                 if (rd := reader_for(p, readers)) is not None
             ]
-            if not entries:
-                raise EnrichError(
-                    f"no images found in {src} (looked for {', '.join(SUFFIXES)} and DICOM files)"
-                )
+            if not entries and len(skipped) == n_skipped_before:
+                looked = f"looked for {', '.join(SUFFIXES)} and DICOM files"
+                skipped.append((where, f"no images found ({looked})"))
+                failures.append(f"no images found in {text_path(src)} ({looked})")
+                continue
+        elif reason := not_regular(src_path):
+            skipped.append((where, reason))
         elif src_path.suffix.lower() == ".csv":
             entries = _manifest_entries(src_path.absolute(), readers, skipped, excluded)
         else:
             path = src_path.absolute()
             found = reader_for(path, readers)
             if found is None:
-                skipped.append((path.as_posix(), f"unsupported file type {path.suffix!r}"))
-                entries = []
+                skipped.append((where, f"unsupported file type {path.suffix!r}"))
             else:
                 entries = [_Entry(path, path.parent, found, source=str(src))]
 
@@ -300,25 +370,33 @@ def discover(
             iterator = tqdm(entries, desc=f"scanning {src}", unit="file", leave=False)
         for entry in iterator:
             n_found += _add_entry(
-                entry, columns, skipped, seen, seen_frames, check_pixels, modalities
+                entry, columns, skipped, seen, seen_frames, check_pixels, warned, modalities
             )
         if n_found == 0:
+            # Not fatal while another source has images: its files are in `skipped`.
             new = skipped[n_skipped_before:]
             if new:
-                raise EnrichError(
-                    f"nothing readable in {src}: {len(new)} file(s) skipped, "
+                failures.append(
+                    f"nothing readable in {text_path(src)}: {len(new)} file(s) skipped, "
                     f"first {new[0][0]}: {new[0][1]}"
                 )
-            raise EnrichError(f"no images found in {src}")
+            else:
+                skipped.append((where, "no images found"))
+                failures.append(f"no images found in {text_path(src)}")
 
+    if not columns["id"]:
+        if len(failures) == 1:
+            raise EnrichError(failures[0])
+        raise EnrichError(f"nothing readable in any of the {len(failures)} sources: {failures[0]}")
     manifest = pd.DataFrame(columns)
     manifest["frame"] = manifest["frame"].astype("int64")
     skipped_df = pd.DataFrame(skipped, columns=list(SKIPPED_COLUMNS))
-    notes: dict[str, list[str]] = {}
+    # readers that keep their own library's warnings per file (DicomReader) add theirs
     for r in readers.values():
         for path, msgs in getattr(r, "warnings", {}).items():
-            notes.setdefault(path, []).extend(msgs)
-    return Discovery(manifest, skipped_df, options, notes)
+            warned.extend((text_path(path), m) for m in msgs)
+    warned_df = pd.DataFrame(warned, columns=list(WARNING_COLUMNS))
+    return Discovery(manifest, skipped_df, options, warned_df)
 
 
 def _modalities(modality: str | Sequence[str] | None) -> frozenset[str] | None:
@@ -339,21 +417,23 @@ def _add_entry(
     seen: dict[str, str],
     seen_frames: dict[tuple[str, int], dict[str, Any]],
     check_pixels: bool,
+    warned: list[tuple[str, str]],
     modalities: frozenset[str] | None = None,
 ) -> int:
     """Add the images of one file to `columns`; return how many it holds."""
     reader = entry.reader
     assert reader is not None
-    source_path = entry.path.as_posix()
+    source_path = text_path(entry.path.as_posix())
     try:
-        records: list[FrameRecord] = reader.count(entry.path)
-        if entry.frame is not None:
-            records = [r for r in records if r.frame == entry.frame]
-            if not records:
-                raise ValueError(f"frame {entry.frame} is not in the file")
-        if check_pixels:
-            for _ in reader.read(entry.path, [r.frame for r in records]):
-                pass
+        with collect_warnings(warned, source_path):
+            records: list[FrameRecord] = reader.count(entry.path)
+            if entry.frame is not None:
+                records = [r for r in records if r.frame == entry.frame]
+                if not records:
+                    raise ValueError(f"frame {entry.frame} is not in the file")
+            if check_pixels:
+                for _ in reader.read(entry.path, [r.frame for r in records]):
+                    pass
     except MissingExtraError:
         raise
     except Exception as exc:
@@ -411,8 +491,23 @@ def _add_entry(
     return len(records)
 
 
+@contextlib.contextmanager
+def collect_warnings(sink: list[tuple[str, str]], source_path: str) -> Iterator[None]:
+    """Record the warnings a reader library raises as ``(source_path, warning)`` in `sink`.
+
+    Libraries (pydicom, Pillow, nibabel) warn once per odd tag or chunk; printed one by one
+    they flood a log, so they are collected and summarised instead.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        msg = text_message(" ".join(str(w.message).split()))[:300]
+        sink.append((source_path, f"{w.category.__name__}: {msg}"))
+
+
 def _reason(exc: BaseException) -> str:
-    msg = " ".join(str(exc).split())
+    msg = text_message(" ".join(str(exc).split()))
     if isinstance(exc, SkipFile):  # already says why and what to do
         return msg
     if len(msg) > 300:

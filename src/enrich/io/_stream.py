@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from enrich.errors import EnrichError, MissingExtraError
 from enrich.io._base import Reader
+from enrich.io._paths import fs_path, text_path
 from enrich.io._registry import make_readers, reader_for
 
 if TYPE_CHECKING:
@@ -27,6 +29,8 @@ class SkippedImages:
     source_path: str
     reason: str
     ids: tuple[str, ...]
+    #: The file could not be opened or its reader failed (rather than one image in it).
+    fatal: bool = False
 
 
 def _default_prepare(img: np.ndarray) -> np.ndarray:
@@ -42,6 +46,8 @@ class FrameStream:
     ----------
     skipped : list of SkippedImages
         Filled while iterating: files or frames that failed to read or preprocess.
+    warnings : list of (source_path, warning)
+        What the reader libraries warned about while reading (collected, not printed).
     n_read : int
         Images yielded so far.
     """
@@ -75,6 +81,7 @@ class FrameStream:
         self._readers = readers
         self._on_skip = on_skip
         self.skipped: list[SkippedImages] = []
+        self._warned: list[tuple[str, str]] = []
         self.n_read = 0
 
     def __len__(self) -> int:
@@ -82,12 +89,16 @@ class FrameStream:
         return len(self._ids)
 
     @property
-    def warnings(self) -> dict[str, list[str]]:
-        """Library warnings (pydicom's) per source path so far, collected instead of printed."""
-        out: dict[str, list[str]] = {}
+    def warnings(self) -> list[tuple[str, str]]:
+        """``(source_path, warning)`` from the reader libraries so far, collected, not printed.
+
+        Those caught around each read, then those a reader keeps per file itself
+        (:class:`enrich.io.dicom.DicomReader` keeps pydicom's, to quote them in skip reasons).
+        """
+        out = list(self._warned)
         for reader in self._readers.values():
             for path, msgs in getattr(reader, "warnings", {}).items():
-                out.setdefault(path, []).extend(msgs)
+                out.extend((text_path(path), m) for m in msgs)
         return out
 
     @property
@@ -104,10 +115,10 @@ class FrameStream:
             columns=["source_path", "reason", "n_images"],
         )
 
-    def _skip(self, path: str, reason: str, ids: list[str]) -> None:
+    def _skip(self, path: str, reason: str, ids: list[str], *, fatal: bool = False) -> None:
         if not ids:
             return
-        item = SkippedImages(path, reason, tuple(ids))
+        item = SkippedImages(path, reason, tuple(ids), fatal)
         self.skipped.append(item)
         if self._on_skip is not None:
             self._on_skip(item)
@@ -127,18 +138,28 @@ class FrameStream:
 
     def images(self) -> Iterator[tuple[str, np.ndarray]]:
         """Yield ``(id, image)`` in manifest order, skipping (and recording) failures."""
-        from enrich.io._discover import _reason
+        from enrich.io._discover import _reason, collect_warnings, not_regular
 
         for start, stop in self._runs():
             path = str(self._paths[start])
-            reader = reader_for(path, self._readers)
+            real = fs_path(path)  # a non-UTF-8 name is stored escaped (enrich.io._paths)
+            why = not_regular(Path(real))  # a FIFO put there since discovery would block
+            reader = None if why else reader_for(real, self._readers)
             if reader is None:
-                self._skip(path, "unsupported file type", list(self._ids[start:stop]))
+                why = why or "unsupported file type"
+                self._skip(path, why, [str(x) for x in self._ids[start:stop]], fatal=True)
                 continue
             k = start  # the next row we expect
             try:
                 wanted = [int(f) for f in self._frames[start:stop]]
-                for frame, raw in reader.read(path, wanted):
+                frames = reader.read(real, wanted)
+                while True:
+                    # the warnings of the reader library only, not of the consumer's code
+                    with collect_warnings(self._warned, path):
+                        item = next(frames, None)
+                    if item is None:
+                        break
+                    frame, raw = item
                     while k < stop and self._frames[k] != frame:
                         self._skip(path, f"frame {self._frames[k]} not found", [self._ids[k]])
                         k += 1
@@ -158,10 +179,11 @@ class FrameStream:
             except MissingExtraError:
                 raise
             except Exception as exc:
-                self._skip(path, _reason(exc), [str(x) for x in self._ids[k:stop]])
+                self._skip(path, _reason(exc), [str(x) for x in self._ids[k:stop]], fatal=True)
                 continue
             if k < stop:
-                self._skip(path, "frames not found in file", [str(x) for x in self._ids[k:stop]])
+                rest = [str(x) for x in self._ids[k:stop]]
+                self._skip(path, "frames not found in file", rest, fatal=True)
 
     def batches(self, batch_size: int) -> Iterator[tuple[list[str], np.ndarray]]:
         """Yield ``(ids, images)`` with ``images`` of shape (B, H, W) (B ≤ `batch_size`)."""

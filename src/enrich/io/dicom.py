@@ -447,6 +447,12 @@ class DicomReader(Reader):
         tsyntax = meta.get("TransferSyntaxUID") if meta is not None else None
         tsyntax = pydicom.uid.UID(tsyntax or pydicom.uid.ImplicitVRLittleEndian)
         if tsyntax.is_compressed:
+            have = os.path.getsize(path) - offset  # each encapsulated frame takes ≥ 8 bytes
+            if 8 * n > have:
+                raise ValueError(
+                    f"truncated DICOM: NumberOfFrames={n} needs at least {8 * n} bytes of "
+                    f"pixel data, the file has {max(have, 0)}"
+                )
             try:
                 decoder = get_decoder(tsyntax)
             except NotImplementedError:

@@ -12,6 +12,7 @@ slices it; a ``.nii.gz`` is decompressed once per file.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -61,6 +62,15 @@ class NiftiReader(Reader):
 
     def count(self, path: str | Path) -> list[FrameRecord]:
         img = self._load(path)
+        # The header's shape must fit in the file (a .nii.gz within deflate's ~1032:1).
+        need = int(np.prod(img.shape, dtype=np.int64)) * img.get_data_dtype().itemsize
+        size = os.path.getsize(path)
+        gz = str(path).lower().endswith(".gz")
+        if (gz and need > 1100 * size) or (not gz and need + img.header.get_data_offset() > size):
+            raise ValueError(
+                f"truncated NIfTI: shape {tuple(img.shape)} needs {need} bytes of data, "
+                f"the file has {size}"
+            )
         n_slices, n_vol = self._layout(tuple(img.shape))
         n = n_slices * n_vol
         return [FrameRecord(i, key=str(i)) for i in range(n)]

@@ -25,6 +25,7 @@ Reading decompresses one images array at a time.
 
 from __future__ import annotations
 
+import math
 import re
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -57,6 +58,40 @@ def _npy_shape(zf: zipfile.ZipFile, key: str) -> tuple[int, ...]:
         else:
             shape, _, _ = np.lib.format.read_array_header_2_0(fh)
     return tuple(int(s) for s in shape)
+
+
+# Deflate expands at most ~1032:1; a member claiming more than this is lying about its size.
+_MAX_DEFLATE_RATIO = 1100
+
+
+def _check_claim(zf: zipfile.ZipFile, key: str, shape: tuple[int, ...]) -> None:
+    """Refuse an array whose header claims more data than the file can hold.
+
+    A 374-byte file whose header claims 3 million images would otherwise cost a
+    3-million-row manifest (and a training sample drawn from it) before anything is read.
+    """
+    info = zf.getinfo(key + ".npy")
+    with zf.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            _, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        else:
+            _, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        header = fh.tell()
+    need = header + math.prod(shape) * dtype.itemsize
+    if need > info.file_size:
+        raise ValueError(
+            f"npz array {key!r} claims shape {shape} ({need} bytes) but holds "
+            f"{info.file_size} bytes: truncated or corrupt"
+        )
+    if info.compress_type == zipfile.ZIP_STORED:
+        if info.compress_size < info.file_size:
+            raise ValueError(f"npz array {key!r} is truncated")
+    elif info.file_size > _MAX_DEFLATE_RATIO * max(info.compress_size, 1):
+        raise ValueError(
+            f"npz array {key!r} claims {info.file_size} bytes from {info.compress_size} "
+            "compressed bytes, more than compression allows: corrupt"
+        )
 
 
 def _is_image_stack(shape: tuple[int, ...]) -> bool:
@@ -139,6 +174,7 @@ class NpzReader(Reader):
                     raise ValueError(
                         f"npz array {key!r} has shape {shape}; expected (N, H, W) or (N, H, W, C)"
                     )
+                _check_claim(zf, key, shape)
                 out.append(_Group(split, key, shape[0], start))
                 start += shape[0]
         return out

@@ -5,12 +5,14 @@ number). With ``step=k`` only every k-th frame is kept (frames 0, k, 2k, ...), a
 keep the original frame numbers. Frames are RGB ``uint8``.
 
 Discovery takes the frame count from the stream header; when the container does not
-store it, the video is decoded once to count. A file without a video stream, or with no
+store it (or claims more frames than the file has bytes), the video is decoded once to
+count. A file without a video stream, or with no
 frames, is skipped.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -50,6 +52,8 @@ class VideoReader(Reader):
                 raise ValueError("no video stream")
             stream = container.streams.video[0]
             n = int(stream.frames or 0)
+            if n > os.path.getsize(path):
+                n = 0  # a coded frame takes at least a byte: the header is wrong
             if n <= 0:  # not in the header: decode to count
                 n = sum(1 for _ in container.decode(stream))
         if n == 0:

@@ -228,3 +228,61 @@ def test_registry_and_random_selector() -> None:
     sel = EnrichSelector(budget=3, seed=0)
     assert sel.get_params() == {"budget": 3, "seed": 0, "metric": "cosine", "method": "auto"}
     assert sel.fit(X) is sel and len(sel.max_similarity_) == 4
+
+
+# Powers of two near 1e-25, 1e19 and 1e20: scaling by them is exact in float32, so the
+# scaled rows have exactly the directions of the originals and the answer must not move.
+EXTREME_SCALES = (2.0**-83, 2.0**63, 2.0**66)
+
+
+def test_extreme_magnitudes_give_the_same_order() -> None:
+    X = clustered(400, 16, seed=3)
+    ref = enrich.rank(X, initial=[0, 1]).order
+    for scale in EXTREME_SCALES:
+        np.testing.assert_array_equal(enrich.rank(X * np.float32(scale), initial=[0, 1]).order, ref)
+    mixed = X * np.float32(np.array([1.0, *EXTREME_SCALES]))[np.arange(len(X)) % 4, None]
+    np.testing.assert_array_equal(enrich.rank(mixed, initial=[0, 1]).order, ref)
+
+
+@pytest.mark.parametrize(
+    ("X", "match"),
+    [
+        (np.array([[1e39, 1.0], [1.0, 2.0], [3e38, 5e38]]), r"beyond the float32 range.*ids 0, 2"),
+        (np.array([[1e-50, 0.0], [1.0, 2.0]]), r"below the float32 range.*ids 0"),
+        (np.array([[1 + 1j, 2.0], [1.0, 2.0]]), r"complex dtype complex128: expected real"),
+    ],
+)
+def test_unrepresentable_embeddings(X: np.ndarray, match: str) -> None:
+    with pytest.raises(EnrichError, match=match):
+        enrich.rank(X)
+    from enrich.redundancy import redundancy
+
+    with pytest.raises(EnrichError, match=match):
+        redundancy(X)
+
+
+def test_cli_extreme_magnitudes(tmp_path, capsys) -> None:
+    import pandas as pd
+
+    from enrich.cli import main
+
+    X = clustered(300, 16, seed=5)
+    orders = []
+    for k, scale in enumerate((1.0, *EXTREME_SCALES)):
+        np.save(tmp_path / f"e{k}.npy", X * np.float32(scale))
+        out = tmp_path / f"o{k}.csv"
+        assert main(["rank", "-e", str(tmp_path / f"e{k}.npy"), "--seed", "0", "-o", str(out)]) == 0
+        order = pd.read_csv(out)
+        assert order["id"].is_unique and len(order) == len(X)
+        orders.append(order["id"].tolist())
+    assert all(o == orders[0] for o in orders[1:])
+    capsys.readouterr()
+    for bad, match in (
+        (np.array([[1e39, 1.0], [1.0, 2.0]]), "beyond the float32 range"),
+        (np.array([[1j, 1.0], [1.0, 2.0]]), "complex"),
+    ):
+        np.save(tmp_path / "bad.npy", bad)
+        code = main(["rank", "-e", str(tmp_path / "bad.npy"), "-o", str(tmp_path / "b.csv")])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and match in err, err
+        assert "Traceback" not in err and not (tmp_path / "b.csv").exists()

@@ -278,3 +278,30 @@ def test_cli_groups_say_their_method(tmp_path) -> None:
         k = [int(i[1:]) for i in g["id"]]
         U = X / np.linalg.norm(X, axis=1, keepdims=True)
         assert (U[k] @ U[min(k)] >= 0.99).all()
+
+
+def test_extreme_magnitudes_api_and_cli(tmp_path) -> None:
+    # scaling by powers of two near 1e-25, 1e19, 1e20 is exact: nothing may change
+    import pandas as pd
+
+    from enrich.cli import main
+
+    X = clustered(300, 16, seed=6)
+    ref = redundancy(X, group_threshold=0.97)
+    scales = np.float32([1.0, 2.0**-83, 2.0**63, 2.0**66])
+    for Y in [X * s for s in scales[1:]] + [X * scales[np.arange(len(X)) % 4, None]]:
+        r = redundancy(Y, group_threshold=0.97)
+        np.testing.assert_array_equal(r.max_similarity, ref.max_similarity)
+        np.testing.assert_array_equal(r.nearest, ref.nearest)
+        np.testing.assert_array_equal(r.group, ref.group)
+    tables = []
+    for k, s in enumerate(scales):
+        np.save(tmp_path / f"e{k}.npy", X * s)
+        assert (
+            main(["redundancy", "-e", str(tmp_path / f"e{k}.npy"), "-o", str(tmp_path / f"r{k}")])
+            == 0
+        )
+        tables.append(pd.read_csv(tmp_path / f"r{k}" / "redundancy.csv"))
+    assert tables[0]["max_similarity"].notna().all()
+    for t in tables[1:]:
+        pd.testing.assert_frame_equal(t, tables[0])

@@ -286,3 +286,62 @@ def test_cli_extreme_magnitudes(tmp_path, capsys) -> None:
         err = capsys.readouterr().err
         assert code == 2 and len(err.strip().splitlines()) == 1 and match in err, err
         assert "Traceback" not in err and not (tmp_path / "b.csv").exists()
+
+
+def with_copies(seed: int = 0) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Clustered rows plus exact copies and copies scaled by 4 (exactly the same direction in
+    float32), shuffled in; returns X and the index sets of identical rows."""
+    rng = np.random.default_rng(seed)
+    B = clustered(1200, 16, seed=seed)
+    src = np.r_[np.arange(1200), rng.choice(1200, 150, replace=False), np.arange(3, 1200, 40)]
+    X = np.vstack([B, B[src[1200:1350]], B[src[1350:]] * 4.0])
+    shuffle = rng.permutation(len(X))
+    X, src = X[shuffle], src[shuffle]
+    sets = [np.flatnonzero(src == v) for v in np.unique(src)]
+    return X, [g for g in sets if len(g) > 1]
+
+
+@pytest.mark.parametrize("method", ["dense", "pruned", "auto"])
+def test_copies_tie_exactly_and_go_to_the_lowest_index(method: str) -> None:
+    X, sets = with_copies()
+    in_sets = np.concatenate(sets)
+    init = np.setdiff1d(np.arange(len(X)), in_sets)[:12]
+    r = EnrichSelector(method=method).fit(X, initial=init)
+    pos = np.empty(len(X), dtype=np.int64)
+    pos[r.order_] = np.arange(len(X))
+    for g in sets:  # identical rows tie at every step: the lowest index comes first
+        assert pos[g].argmin() == 0, g
+    # then every other copy has similarity exactly 1 and they come last, in index order
+    later = np.sort(np.concatenate([g[1:] for g in sets]))
+    tail = r.order_[-len(later) :]
+    np.testing.assert_array_equal(tail, later)
+    assert (r.max_similarity_[-len(later) :] == 1.0).all()
+    assert (r.max_similarity_[r.n_initial_ : -len(later)] < 1.0).all()
+    # every path computes the same reference values, so they give the same order
+    other = EnrichSelector(method="dense" if method != "dense" else "pruned").fit(X, initial=init)
+    np.testing.assert_array_equal(other.order_, r.order_)
+    np.testing.assert_array_equal(other.max_similarity_, r.max_similarity_)
+
+
+@pytest.mark.parametrize("method", ["dense", "pruned"])
+def test_float32_rounding_does_not_change_the_order(monkeypatch, method: str) -> None:
+    # Another CPU's BLAS rounds the float32 products differently: emulate it by perturbing
+    # each product by up to 4 float32 ulps. The order and its similarities must not move.
+    import enrich.select._greedy as mod
+
+    X, _ = with_copies(seed=1)
+    X = np.vstack([X, X[:50]])
+    X[-50:, 0] = np.nextafter(X[-50:, 0], np.float32(np.inf))  # one ulp off a row
+    init = np.arange(0, len(X), 97)
+    ref = greedy_order(X, init, len(X) - len(init), method=method)
+    rng = np.random.default_rng(0)
+    exact = mod._gemm
+
+    def noisy(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+        out = exact(A, B)
+        return out * (1 + rng.uniform(-4, 4, size=out.shape).astype(np.float32) * 2.0**-24)
+
+    monkeypatch.setattr(mod, "_gemm", noisy)
+    got = greedy_order(X, init, len(X) - len(init), method=method)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[1], ref[1])

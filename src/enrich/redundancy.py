@@ -22,7 +22,7 @@ import numpy as np
 
 from enrich.embeddings import check_vectors
 from enrich.errors import EnrichError
-from enrich.similarity import cosine_at, float32_error, normalize_rows, row_norms
+from enrich.similarity import cosine_at, float32_error, normalize_rows, row_sqnorms
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -189,7 +189,7 @@ def _offer(
 
 @numba.njit(cache=True, nogil=True)
 def _is_link(
-    t: float, Xn: np.ndarray, nrm: np.ndarray, i: int, j: int, thr: float, err: float
+    t: float, Xn: np.ndarray, sq: np.ndarray, i: int, j: int, thr: float, err: float
 ) -> bool:  # pragma: no cover - jitted
     """Reference similarity of i and j >= thr, given their float32 tile value `t`: decided
     by `t` alone when it is further than the float32 error from the threshold."""
@@ -197,14 +197,14 @@ def _is_link(
         return True
     if t < thr - err:
         return False
-    return cosine_at(Xn, nrm, i, Xn, nrm, j) >= thr
+    return cosine_at(Xn, sq, i, Xn, sq, j) >= thr
 
 
 @numba.njit(cache=True, nogil=True)
 def _reduce_tile(
     T: np.ndarray,
     Xn: np.ndarray,
-    nrm: np.ndarray,
+    sq: np.ndarray,
     i0: int,
     j0: int,
     diagonal: bool,
@@ -234,10 +234,10 @@ def _reduce_tile(
             for j in range(b):
                 if T[i, j] >= lo:
                     gj = j0 + j
-                    _offer(best, near, gi, cosine_at(Xn, nrm, gi, Xn, nrm, gj), gj)
+                    _offer(best, near, gi, cosine_at(Xn, sq, gi, Xn, sq, gj), gj)
         if components and r >= thr - err:
             for j in range(b):
-                if T[i, j] >= thr - err and _is_link(T[i, j], Xn, nrm, gi, j0 + j, thr, err):
+                if T[i, j] >= thr - err and _is_link(T[i, j], Xn, sq, gi, j0 + j, thr, err):
                     _union(parent, gi, j0 + j)
     if not diagonal:
         for j in range(b):
@@ -248,14 +248,14 @@ def _reduce_tile(
                 for i in range(a):
                     if T[i, j] >= lo:
                         gi = i0 + i
-                        _offer(best, near, gj, cosine_at(Xn, nrm, gi, Xn, nrm, gj), gi)
+                        _offer(best, near, gj, cosine_at(Xn, sq, gi, Xn, sq, gj), gi)
 
 
 @numba.njit(cache=True, nogil=True)
 def _cover(
     T: np.ndarray,
     Xn: np.ndarray,
-    nrm: np.ndarray,
+    sq: np.ndarray,
     i0: int,
     j0: int,
     diagonal: bool,
@@ -278,7 +278,7 @@ def _cover(
         for j in range(i + 1 if diagonal else 0, b):
             gj = j0 + j
             if rep[gj] == -1 and T[i, j] >= thr - err:
-                if _is_link(T[i, j], Xn, nrm, gi, gj, thr, err):
+                if _is_link(T[i, j], Xn, sq, gi, gj, thr, err):
                     rep[gj] = gi
 
 
@@ -300,7 +300,7 @@ class _Pass:
     """What every worker shares: the unit rows, their reference norms, the rules."""
 
     Xn: np.ndarray  # (N, d) float32 unit rows
-    nrm: np.ndarray  # (N,) float64 reference norms of Xn's rows
+    sq: np.ndarray  # (N,) float64 squared norms of Xn's rows, for cosine_at
     block: int
     err: float
     thr: float
@@ -325,7 +325,7 @@ class _Partial:
         Xi, Xj = p.Xn[i0 : i0 + b], p.Xn[j0 : j0 + b]
         T = self.buffer[: len(Xi), : len(Xj)]
         _tile_product(Xi, Xj, T)  # (a, b) float32 tile; BLAS releases the GIL
-        args = (T, p.Xn, p.nrm, i0, j0, bi == bj)
+        args = (T, p.Xn, p.sq, i0, j0, bi == bj)
         _reduce_tile(*args, self.best, self.near, p.err, p.thr, self.parent, self.rmax, self.cmax)
         if p.rep.shape[0]:
             _cover(*args, p.rep, p.err, p.thr, self.rmax)
@@ -488,7 +488,7 @@ def redundancy(
     components = group_method == "components"
     p = _Pass(
         Xn=Xn,
-        nrm=row_norms(Xn),
+        sq=row_sqnorms(Xn),
         block=block,
         err=float32_error(Xn.shape[1]),
         thr=float(group_threshold),

@@ -19,7 +19,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["cosine_at", "cosine_similarity", "float32_error", "normalize_rows", "row_norms"]
+__all__ = [
+    "cosine_at",
+    "cosine_similarity",
+    "float32_error",
+    "normalize_rows",
+    "row_norms",
+    "row_sqnorms",
+]
 
 
 # No fastmath: the compiler may not reorder the sum or fuse multiply and add, so the result is
@@ -48,18 +55,31 @@ def dot_fixed(A: np.ndarray, i: int, B: np.ndarray, j: int) -> float:  # pragma:
 
 @numba.njit(cache=True, nogil=True)
 def cosine_at(
-    A: np.ndarray, nA: np.ndarray, i: int, B: np.ndarray, nB: np.ndarray, j: int
+    A: np.ndarray, qA: np.ndarray, i: int, B: np.ndarray, qB: np.ndarray, j: int
 ) -> float:  # pragma: no cover - jitted
-    """The reference similarity: cosine of rows ``A[i]`` and ``B[j]`` with their float64
-    norms ``nA[i]``, ``nB[j]`` (from :func:`row_norms`). Symmetric, bit for bit: identical rows
-    give identical values."""
-    return dot_fixed(A, i, B, j) / (nA[i] * nB[j])
+    """The reference similarity: cosine of rows ``A[i]`` and ``B[j]``, given their squared
+    norms ``qA[i]``, ``qB[j]`` (from :func:`row_sqnorms`).
+
+    Symmetric bit for bit, and exactly 1.0 for two identical rows (``sqrt(q * q) == q`` in
+    IEEE arithmetic), so copies of an image always tie with each other.
+    """
+    return dot_fixed(A, i, B, j) / np.sqrt(qA[i] * qB[j])
 
 
 @numba.njit(cache=True, nogil=True)
-def _norms(X: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - jitted
+def _sqnorms(X: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - jitted
     for i in range(X.shape[0]):
-        out[i] = np.sqrt(dot_fixed(X, i, X, i))
+        out[i] = dot_fixed(X, i, X, i)
+
+
+def row_sqnorms(X: np.ndarray) -> np.ndarray:
+    """Float64 squared L2 norm of each row, in the fixed order of :func:`cosine_at`."""
+    X = np.asarray(X)
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    out = np.empty(len(X), dtype=np.float64)
+    _sqnorms(np.ascontiguousarray(X), out)
+    return out
 
 
 def row_norms(X: np.ndarray) -> np.ndarray:
@@ -72,12 +92,7 @@ def row_norms(X: np.ndarray) -> np.ndarray:
     >>> (n / [5e-30, 5e30]).round(6).tolist()
     [1.0, 1.0]
     """
-    X = np.asarray(X)
-    if X.dtype not in (np.float32, np.float64):
-        X = X.astype(np.float64)
-    out = np.empty(len(X), dtype=np.float64)
-    _norms(np.ascontiguousarray(X), out)
-    return out
+    return np.sqrt(row_sqnorms(X))
 
 
 def float32_error(n_dims: int) -> float:

@@ -215,6 +215,8 @@ def _reduce_tile(
     parent: np.ndarray,
     rmax: np.ndarray,
     cmax: np.ndarray,
+    flag: np.ndarray,
+    flag_lo: np.ndarray,
 ) -> None:  # pragma: no cover - jitted
     """Fold one float32 tile ``T = Xn[i0:] @ Xn[j0:].T`` into each image's best partner, seen
     from the rows and (off the diagonal) from the columns, and, when `parent` is not empty,
@@ -240,14 +242,23 @@ def _reduce_tile(
                 if T[i, j] >= thr - err and _is_link(T[i, j], Xn, sq, gi, j0 + j, thr, err):
                     _union(parent, gi, j0 + j)
     if not diagonal:
+        # Columns that may hold a better partner are few after the first tiles; they are
+        # scanned together, row by row (a column alone would be a strided, cache-hostile walk).
+        nf = 0
         for j in range(b):
-            gj = j0 + j
             c = cmax[j]
-            lo = max(best[gj] - err, c - 2.0 * err)
+            lo = max(best[j0 + j] - err, c - 2.0 * err)
             if c >= lo:
-                for i in range(a):
-                    if T[i, j] >= lo:
-                        gi = i0 + i
+                flag[nf] = j
+                flag_lo[nf] = lo
+                nf += 1
+        if nf > 0:
+            for i in range(a):
+                gi = i0 + i
+                for k in range(nf):
+                    j = flag[k]
+                    if T[i, j] >= flag_lo[k]:
+                        gj = j0 + j
                         _offer(best, near, gj, cosine_at(Xn, sq, gi, Xn, sq, gj), gi)
 
 
@@ -317,6 +328,8 @@ class _Partial:
         self.buffer = np.empty((block, block), dtype=np.float32)
         self.rmax = np.empty(block, dtype=np.float32)
         self.cmax = np.empty(block, dtype=np.float32)
+        self.flag = np.empty(block, dtype=np.int64)
+        self.flag_lo = np.empty(block, dtype=np.float64)
         self.error: BaseException | None = None
 
     def tile(self, p: _Pass, bi: int, bj: int) -> None:
@@ -326,7 +339,18 @@ class _Partial:
         T = self.buffer[: len(Xi), : len(Xj)]
         _tile_product(Xi, Xj, T)  # (a, b) float32 tile; BLAS releases the GIL
         args = (T, p.Xn, p.sq, i0, j0, bi == bj)
-        _reduce_tile(*args, self.best, self.near, p.err, p.thr, self.parent, self.rmax, self.cmax)
+        _reduce_tile(
+            *args,
+            self.best,
+            self.near,
+            p.err,
+            p.thr,
+            self.parent,
+            self.rmax,
+            self.cmax,
+            self.flag,
+            self.flag_lo,
+        )
         if p.rep.shape[0]:
             _cover(*args, p.rep, p.err, p.thr, self.rmax)
 

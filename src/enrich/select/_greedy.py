@@ -598,12 +598,25 @@ def _dense_seed(
     s[seeds] = _INF
 
 
+@numba.njit(cache=True, nogil=True)
+def _raise_one(
+    v: np.ndarray, Xr: np.ndarray, qr: np.ndarray, j: int, s: np.ndarray, err: float
+) -> None:  # pragma: no cover - jitted
+    """``s = max(s, cosine_at(., j))`` given the float32 products ``v`` (error <= err): a row
+    can only rise where ``v >= s - err``; only there is the reference computed. Picked rows
+    (+inf) never pass the test."""
+    for i in range(v.shape[0]):
+        if v[i] >= s[i] - err:
+            c = cosine_at(Xr, qr, i, Xr, qr, j)
+            if c > s[i]:
+                s[i] = c
+    s[j] = _INF
+
+
 def _dense_pick(Xr: np.ndarray, qr: np.ndarray, s: np.ndarray, j: int, err: float) -> None:
     """Raise `s` with row j's similarities (one float32 GEMV, the reference where it
     matters), then mark j picked."""
-    v = _gemm(Xr, Xr[j])  # (m,) float32
-    _raise_block(v[:, None], Xr, qr, 0, np.array([j], dtype=np.int64), s, err)
-    s[j] = _INF
+    _raise_one(_gemm(Xr, Xr[j]), Xr, qr, j, s, err)  # (m,) float32 products
 
 
 def _dense_run(

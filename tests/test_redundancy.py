@@ -18,7 +18,7 @@ def dense_reference(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("make", [clustered, gaussian], ids=["clustered", "gaussian"])
-@pytest.mark.parametrize("block", [64, 1024])
+@pytest.mark.parametrize("block", [64, 699, 1024])  # 699: the last tile is one row
 def test_matches_dense_reference(make, block: int) -> None:
     X = make(700, 24, seed=5)
     r = redundancy(X, block=block)

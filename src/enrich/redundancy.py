@@ -234,8 +234,8 @@ def _reduce_tile(
         lo = max(best[gi] - err, r - 2.0 * err)
         if r >= lo:
             for j in range(b):
-                if T[i, j] >= lo:
-                    gj = j0 + j
+                gj = j0 + j
+                if T[i, j] >= lo and gj != gi:  # (a one-row tile's row maximum is -inf)
                     _offer(best, near, gi, cosine_at(Xn, sq, gi, Xn, sq, gj), gj)
         if components and r >= thr - err:
             for j in range(b):

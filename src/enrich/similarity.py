@@ -9,9 +9,10 @@ Every decision that can hinge on rounding (which image is nearest, which is pick
 whether a pair reaches a threshold) is instead taken on the *reference similarity*
 :func:`cosine_at`: the float64 cosine of two unit rows, computed by one fixed sequence of
 IEEE operations (eight interleaved partial sums, no fused multiply-add, no reassociation), so
-it gives the same bits on every x86-64 or ARM CPU. A float32 value is only used to rule a
-candidate out, with a proven margin (:func:`float32_error`). Identical rows therefore always
-tie exactly, and ties go to the lowest index everywhere.
+it gives the same bits on every CPU (a test checks the compiled code against that sequence).
+A float32 value is only used to rule a candidate out, with a proven margin
+(:func:`float32_error`). Identical rows therefore always tie exactly, and ties go to the lowest
+index everywhere.
 """
 
 from __future__ import annotations

@@ -229,3 +229,120 @@ def test_registry_and_random_selector() -> None:
     sel = EnrichSelector(budget=3, seed=0)
     assert sel.get_params() == {"budget": 3, "seed": 0, "metric": "cosine", "method": "auto"}
     assert sel.fit(X) is sel and len(sel.max_similarity_) == 4
+
+
+# Powers of two near 1e-25, 1e19 and 1e20: scaling by them is exact in float32, so the
+# scaled rows have exactly the directions of the originals and the answer must not move.
+EXTREME_SCALES = (2.0**-83, 2.0**63, 2.0**66)
+
+
+def test_extreme_magnitudes_give_the_same_order() -> None:
+    X = clustered(400, 16, seed=3)
+    ref = enrich.rank(X, initial=[0, 1]).order
+    for scale in EXTREME_SCALES:
+        np.testing.assert_array_equal(enrich.rank(X * np.float32(scale), initial=[0, 1]).order, ref)
+    mixed = X * np.float32(np.array([1.0, *EXTREME_SCALES]))[np.arange(len(X)) % 4, None]
+    np.testing.assert_array_equal(enrich.rank(mixed, initial=[0, 1]).order, ref)
+
+
+@pytest.mark.parametrize(
+    ("X", "match"),
+    [
+        (np.array([[1e39, 1.0], [1.0, 2.0], [3e38, 5e38]]), r"beyond the float32 range.*ids 0, 2"),
+        (np.array([[1e-50, 0.0], [1.0, 2.0]]), r"below the float32 range.*ids 0"),
+        (np.array([[1 + 1j, 2.0], [1.0, 2.0]]), r"complex dtype complex128: expected real"),
+    ],
+)
+def test_unrepresentable_embeddings(X: np.ndarray, match: str) -> None:
+    with pytest.raises(EnrichError, match=match):
+        enrich.rank(X)
+    from enrich.redundancy import redundancy
+
+    with pytest.raises(EnrichError, match=match):
+        redundancy(X)
+
+
+def test_cli_extreme_magnitudes(tmp_path, capsys) -> None:
+    import pandas as pd
+
+    from enrich.cli import main
+
+    X = clustered(300, 16, seed=5)
+    orders = []
+    for k, scale in enumerate((1.0, *EXTREME_SCALES)):
+        np.save(tmp_path / f"e{k}.npy", X * np.float32(scale))
+        out = tmp_path / f"o{k}.csv"
+        assert main(["rank", "-e", str(tmp_path / f"e{k}.npy"), "--seed", "0", "-o", str(out)]) == 0
+        order = pd.read_csv(out)
+        assert order["id"].is_unique and len(order) == len(X)
+        orders.append(order["id"].tolist())
+    assert all(o == orders[0] for o in orders[1:])
+    capsys.readouterr()
+    for bad, match in (
+        (np.array([[1e39, 1.0], [1.0, 2.0]]), "beyond the float32 range"),
+        (np.array([[1j, 1.0], [1.0, 2.0]]), "complex"),
+    ):
+        np.save(tmp_path / "bad.npy", bad)
+        code = main(["rank", "-e", str(tmp_path / "bad.npy"), "-o", str(tmp_path / "b.csv")])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and match in err, err
+        assert "Traceback" not in err and not (tmp_path / "b.csv").exists()
+
+
+def with_copies(seed: int = 0) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Clustered rows plus exact copies and copies scaled by 4 (exactly the same direction in
+    float32), shuffled in; returns X and the index sets of identical rows."""
+    rng = np.random.default_rng(seed)
+    B = clustered(1200, 16, seed=seed)
+    src = np.r_[np.arange(1200), rng.choice(1200, 150, replace=False), np.arange(3, 1200, 40)]
+    X = np.vstack([B, B[src[1200:1350]], B[src[1350:]] * 4.0])
+    shuffle = rng.permutation(len(X))
+    X, src = X[shuffle], src[shuffle]
+    sets = [np.flatnonzero(src == v) for v in np.unique(src)]
+    return X, [g for g in sets if len(g) > 1]
+
+
+@pytest.mark.parametrize("method", ["dense", "pruned", "auto"])
+def test_copies_tie_exactly_and_go_to_the_lowest_index(method: str) -> None:
+    X, sets = with_copies()
+    in_sets = np.concatenate(sets)
+    init = np.setdiff1d(np.arange(len(X)), in_sets)[:12]
+    r = EnrichSelector(method=method).fit(X, initial=init)
+    pos = np.empty(len(X), dtype=np.int64)
+    pos[r.order_] = np.arange(len(X))
+    for g in sets:  # identical rows tie at every step: the lowest index comes first
+        assert pos[g].argmin() == 0, g
+    # then every other copy has similarity exactly 1 and they come last, in index order
+    later = np.sort(np.concatenate([g[1:] for g in sets]))
+    tail = r.order_[-len(later) :]
+    np.testing.assert_array_equal(tail, later)
+    assert (r.max_similarity_[-len(later) :] == 1.0).all()
+    assert (r.max_similarity_[r.n_initial_ : -len(later)] < 1.0).all()
+    # every path computes the same reference values, so they give the same order
+    other = EnrichSelector(method="dense" if method != "dense" else "pruned").fit(X, initial=init)
+    np.testing.assert_array_equal(other.order_, r.order_)
+    np.testing.assert_array_equal(other.max_similarity_, r.max_similarity_)
+
+
+@pytest.mark.parametrize("method", ["dense", "pruned"])
+def test_float32_rounding_does_not_change_the_order(monkeypatch, method: str) -> None:
+    # Another CPU's BLAS rounds the float32 products differently: emulate it by perturbing
+    # each product by up to 4 float32 ulps. The order and its similarities must not move.
+    import enrich.select._greedy as mod
+
+    X, _ = with_copies(seed=1)
+    X = np.vstack([X, X[:50]])
+    X[-50:, 0] = np.nextafter(X[-50:, 0], np.float32(np.inf))  # one ulp off a row
+    init = np.arange(0, len(X), 97)
+    ref = greedy_order(X, init, len(X) - len(init), method=method)
+    rng = np.random.default_rng(0)
+    exact = mod._gemm
+
+    def noisy(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+        out = exact(A, B)
+        return out * (1 + rng.uniform(-4, 4, size=out.shape).astype(np.float32) * 2.0**-24)
+
+    monkeypatch.setattr(mod, "_gemm", noisy)
+    got = greedy_order(X, init, len(X) - len(init), method=method)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[1], ref[1])

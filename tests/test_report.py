@@ -508,6 +508,7 @@ def test_report_with_workspace_has_coverage_redundancy_and_grids(tmp_path: Path)
     assert all(b.startswith(PNG_MAGIC) for b in imgs)
     for section in ('id="fig-redundancy"', 'id="grids"', 'id="coverage"'):
         assert section in html
+    assert "to their representative image" in html  # the default group method is named
     # Coverage: per class plus all classes; the full training set column has 48 images.
     cov = S.coverage(subsets, manifest, train_ids=manifest.loc[manifest["split"] == "train", "id"])
     assert "Class 0" in html and "Class 1" in html and "All classes" in html

@@ -87,8 +87,10 @@ class Embeddings:
 def check_vectors(X: object, *, ids: np.ndarray | None = None, name: str = "X") -> np.ndarray:
     """Validate an embedding matrix and return it as float32 C-contiguous.
 
-    Rejects 1-D, ragged, empty or non-numeric input, non-finite rows and zero-norm rows
-    (cosine similarity is undefined for them), listing the first few offending ids.
+    Rejects 1-D, ragged, empty, complex or non-numeric input, non-finite rows, rows a float32
+    cannot hold (float64 values beyond ±3.4e38, or whose every value is below 1.4e-45) and
+    zero-norm rows (cosine similarity is undefined for them), listing the first few
+    offending ids. Any magnitude a float32 can hold is fine: norms are taken in float64.
     """
     try:
         arr = np.asarray(X)
@@ -98,6 +100,11 @@ def check_vectors(X: object, *, ids: np.ndarray | None = None, name: str = "X") 
         ) from None
     if arr.dtype == object:
         raise EnrichError(f"{name} is ragged or not numeric: expected an (N, d) array of numbers")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise EnrichError(
+            f"{name} has complex dtype {arr.dtype}: expected real numbers "
+            "(take .real, .imag or abs() first, whichever the embedding means)"
+        )
     if arr.ndim != 2:
         raise EnrichError(f"{name} has shape {arr.shape}: expected a 2-D (N, d) array")
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
@@ -107,16 +114,34 @@ def check_vectors(X: object, *, ids: np.ndarray | None = None, name: str = "X") 
         raise EnrichError(f"{name} has N={n} rows: need at least 2 images")
     if d < 1:
         raise EnrichError(f"{name} has d={d} columns: expected at least 1")
-    out = np.ascontiguousarray(arr, dtype=np.float32)
+    from enrich.similarity import row_norms  # numba: imported only when validating
+
     names = ids if ids is not None else np.arange(n)
-    bad = ~np.isfinite(out).all(axis=1)
-    if bad.any():
+    finite = np.isfinite(arr).all(axis=1)
+    if not finite.all():
         raise EnrichError(
-            f"{name} has {int(bad.sum())} row(s) with NaN or inf: ids {first_few(names[bad])}"
+            f"{name} has {int((~finite).sum())} row(s) with NaN or inf: "
+            f"ids {first_few(names[~finite])}"
         )
-    norms = np.sqrt(np.einsum("ij,ij->i", out, out, dtype=np.float64))
-    zero = norms <= 1e-30
+    with np.errstate(over="ignore", under="ignore"):
+        out = np.ascontiguousarray(arr, dtype=np.float32)
+    too_big = ~np.isfinite(out).all(axis=1)
+    if too_big.any():
+        raise EnrichError(
+            f"{name} has {int(too_big.sum())} row(s) with values beyond the float32 range "
+            f"(|x| > 3.4e38) that embeddings are kept in: ids {first_few(names[too_big])}; "
+            "rescale them"
+        )
+    norms = row_norms(out)  # float64: no overflow or underflow for any float32 row
+    zero = norms == 0
     if zero.any():
+        vanished = zero & (arr != 0).any(axis=1)
+        if vanished.any():
+            raise EnrichError(
+                f"{name} has {int(vanished.sum())} row(s) whose values are all below the "
+                f"float32 range (|x| < 1.4e-45) that embeddings are kept in: ids "
+                f"{first_few(names[vanished])}; rescale them"
+            )
         raise EnrichError(
             f"{name} has {int(zero.sum())} zero-norm row(s), for which cosine similarity is "
             f"undefined: ids {first_few(names[zero])}"
@@ -169,6 +194,8 @@ def load_embeddings(path: str | os.PathLike[str]) -> Embeddings:
         raise EnrichError(
             f"{path}: vectors have shape {vectors.shape}, expected a 2-D (N, d) array"
         )
+    if np.issubdtype(vectors.dtype, np.complexfloating):
+        raise EnrichError(f"{path}: vectors are complex ({vectors.dtype}); expected real numbers")
     if len(ids) != len(vectors):
         raise EnrichError(f"{path}: {len(ids)} ids for {len(vectors)} vectors")
     uniq, counts = np.unique(ids, return_counts=True)

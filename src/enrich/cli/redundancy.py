@@ -24,6 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.95,
         help="similarity at or above which images are near-duplicates (default 0.95)",
     )
+    parser.add_argument(
+        "--groups",
+        choices=("representative", "components"),
+        default="representative",
+        help="near-duplicate groups: 'representative' (default; each member >= --threshold to "
+        "its group's representative, the lowest image of the group) or 'components' (connected "
+        "components of similarity >= --threshold, which chain)",
+    )
     parser.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
 
 
@@ -74,7 +82,9 @@ def _run(args: argparse.Namespace, out: Path, sources: list[tuple[str, str]]) ->
     for name, emb, X, path in loaded:
         n_tiles = -(-len(X) // 1024)
         with progress_bar(n_tiles * (n_tiles + 1) // 2, f"redundancy {name}", "tile") as update:
-            res = redundancy(X, group_threshold=args.threshold, progress=update)
+            res = redundancy(
+                X, group_threshold=args.threshold, group_method=args.groups, progress=update
+            )
         groups = res.groups()
         group_id = np.full(len(X), -1, dtype=np.int64)
         for g, members in enumerate(groups):
@@ -84,7 +94,8 @@ def _run(args: argparse.Namespace, out: Path, sources: list[tuple[str, str]]) ->
                 "id": emb.ids,
                 "max_similarity": res.max_similarity,
                 "nearest_id": emb.ids[res.nearest],
-                "duplicate_group": group_id,
+                "duplicate_group": group_id,  # -1: in no group
+                "group_method": res.group_method,
             }
         )
         if len(loaded) > 1:
@@ -108,7 +119,8 @@ def _run(args: argparse.Namespace, out: Path, sources: list[tuple[str, str]]) ->
         print(
             f"{name}: N={s['n_images']:,}, median max similarity {s['quantiles']['0.5']:.3f}; "
             f"{fa['0.9']:.0%} of images > 0.9, {fa['0.8']:.0%} > 0.8; "
-            f"{s['near_duplicates']['n_groups']:,} near-duplicate groups at >= {args.threshold}"
+            f"{s['near_duplicates']['n_groups']:,} near-duplicate groups at >= {args.threshold} "
+            f"({args.groups})"
         )
     print(f"wrote {out / 'redundancy.csv'}, {out / 'summary.json'}, {out / 'cdf.png'}")
     return 0

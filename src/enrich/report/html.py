@@ -743,6 +743,7 @@ def _redundancy(ws: Any, meta: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]
         "n_groups": summary.get("near_duplicates", {}).get("n_groups"),
         "in_groups": summary.get("near_duplicates", {}).get("n_images_in_groups"),
         "group_threshold": summary.get("near_duplicates", {}).get("threshold"),
+        "group_method": summary.get("near_duplicates", {}).get("method"),
     }
     return res, emb, info, _png(fig)
 

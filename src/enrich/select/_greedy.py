@@ -13,6 +13,12 @@ skipped; the same test per row (with its own angle to the centre) skips most rem
 products. Skips are exact, with a 1e-6 safety margin for float rounding, so the order is the
 greedy order. A tournament tree over the group minima gives the next pick in O(log G).
 
+``s`` holds reference similarities (:func:`enrich.similarity.cosine_at`: float64, one fixed
+order of operations, the same bits on every CPU). Fast products (vectorised float64 here,
+float32 BLAS on the dense path) only rule rows out, with a proven error bound; a row whose
+fast value comes within that bound of its ``s`` is recomputed with the reference. So ``s``,
+and with it every comparison and every tie (to the lowest index), is the same on any CPU.
+
 On data where the bounds cannot prune (e.g. isotropic Gaussian embeddings, where all angles
 are near 90 degrees), the kernel notices within a few dozen picks and hands over to the dense
 path (one BLAS ``X_remaining @ x`` per pick, re-packing the remaining rows as they shrink),
@@ -32,7 +38,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from enrich.similarity import normalize_rows
+from enrich.similarity import cosine_at, float32_error, normalize_rows, row_sqnorms
 
 __all__ = ["GreedyState", "greedy_order"]
 
@@ -43,6 +49,12 @@ _MARGIN = 1e-6
 _MIN_SEPARABLE = 0.02
 # Below this N the dense path alone is fastest.
 _MIN_PRUNED_N = 4096
+
+
+def _float64_error(n_dims: int) -> float:
+    """Bound on |_dot64 (reassociated) - dot_fixed| for float32 unit rows: two float64 sums of
+    the same exact products in different orders, each within d·2^-53 of the exact sum."""
+    return 4.0 * (n_dims + 4) * 2.0**-53
 
 
 # --------------------------------------------------------------------------- numba kernels
@@ -134,6 +146,9 @@ def _pruned_run(
     rowang: np.ndarray,
     rowcos: np.ndarray,
     rowsin: np.ndarray,
+    sq: np.ndarray,
+    inv_norm: np.ndarray,
+    err64: float,
     s: np.ndarray,
     gmin: np.ndarray,
     gthr: np.ndarray,
@@ -180,6 +195,7 @@ def _pruned_run(
             made += 1
         for k in range(d):
             x[k] = np.float64(Xp[p, k])
+        inv_p = inv_norm[p]
         s[p] = _INF
         n_rem -= 1
         h = gof[p]
@@ -208,11 +224,14 @@ def _pruned_run(
                     ub = cg * rowcos[i] + sa * rowsin[i]
                     if ub + _MARGIN <= si:
                         continue
-                v = _dot64(Xp, i, x)
+                # fast value first; the reference decides only when it could raise s[i]
+                v = _dot64(Xp, i, x) * inv_p * inv_norm[i]
                 touched += 1
-                if v > si:
-                    s[i] = v
-                    changed = True
+                if v > si - err64:
+                    c = cosine_at(Xp, sq, i, Xp, sq, p)
+                    if c > si:
+                        s[i] = c
+                        changed = True
             if changed or g == h:
                 _refresh_group(s, gstart, orig, gmin, gthr, tval, tkey, tpos, P, g)
                 if g == h:
@@ -423,14 +442,18 @@ def greedy_order(
     grp = _build_groups(X, _n_groups_for(n), check=method == "auto") if use_pruned else None
     if grp is None:
         Xn = normalize_rows(X)
+        sq = row_sqnorms(Xn)
         perm = np.arange(n, dtype=np.int64)
         s = np.full(n, -_INF)
-        _dense_seed(Xn, s, initial)
-        _dense_run(Xn, perm, s, n_picks, out_order, out_sim, progress)
+        _dense_seed(Xn, sq, s, initial)
+        _dense_run(Xn, sq, perm, s, n_picks, out_order, out_sim, progress)
         state.dense_steps += n_picks
         return out_order, out_sim
 
     Xp = normalize_rows(X, rows=grp.perm)  # the only full-size copy: memory ~2x X
+    sq = row_sqnorms(Xp)
+    inv_norm = 1.0 / np.sqrt(sq)  # for the fast values only
+    err64 = _float64_error(Xp.shape[1])
     _finish_groups(grp, Xp)
     G = len(grp.centers)
     state.n_groups = G
@@ -449,7 +472,7 @@ def greedy_order(
     # While s is -inf nothing can be skipped: the first seeds go through one GEMM (256 seeds
     # cost ~0.04 s per 100k rows); later seeds are pruned like picks once s is informative.
     n_dense_seeds = min(len(forced), 256)
-    _dense_seed(Xp, s, forced[:n_dense_seeds])
+    _dense_seed(Xp, sq, s, forced[:n_dense_seeds])
     forced = forced[n_dense_seeds:]
     _refresh_all(s, grp.gstart, grp.perm, gmin, gthr, tval, tkey, tpos, P)
 
@@ -470,6 +493,9 @@ def greedy_order(
             grp.rowang,
             grp.rowcos,
             grp.rowsin,
+            sq,
+            inv_norm,
+            err64,
             s,
             gmin,
             gthr,
@@ -496,13 +522,13 @@ def greedy_order(
         if forced.size:
             # Bailed inside the seed set: the rest of it in one GEMM, then try pruning again
             # on the (now informed) picks before giving any picks to the dense path.
-            _dense_seed(Xp, s, forced)
+            _dense_seed(Xp, sq, s, forced)
             state.dense_steps += forced.size
             forced = forced[:0]
             _refresh_all(s, grp.gstart, grp.perm, gmin, gthr, tval, tkey, tpos, P)
             continue
         k = min(dense_len, n_picks - made)
-        _dense_run(Xp, grp.perm, s, k, out_order[made:], out_sim[made:], progress)
+        _dense_run(Xp, sq, grp.perm, s, k, out_order[made:], out_sim[made:], progress)
         made += k
         state.dense_steps += k
         dense_len *= 2
@@ -510,25 +536,92 @@ def greedy_order(
     return out_order, out_sim
 
 
+def _gemm(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``A @ B`` in float32 BLAS (its rounding may differ from CPU to CPU)."""
+    return A @ B
+
+
+@numba.njit(cache=True, nogil=True)
+def _raise_block(
+    V: np.ndarray,
+    Xp: np.ndarray,
+    sq: np.ndarray,
+    r0: int,
+    cols: np.ndarray,
+    s: np.ndarray,
+    err: float,
+) -> None:  # pragma: no cover - jitted
+    """``s[r0 + r] = max(s[r0 + r], max_c cosine_at(r0 + r, cols[c]))`` given the float32
+    products ``V[r, c]`` (error <= err): only entries within 2 err of the row's float32 maximum
+    and within err of its ``s`` can matter, and only they are recomputed. Picked rows (+inf)
+    stay as they are."""
+    for r in range(V.shape[0]):
+        i = r0 + r
+        si = s[i]
+        if si == _INF:
+            continue
+        m = -_INF
+        for c in range(V.shape[1]):
+            m = max(m, V[r, c])
+        lo = max(si - err, m - 2.0 * err)
+        if m < lo:
+            continue
+        for c in range(V.shape[1]):
+            if V[r, c] >= lo:
+                v = cosine_at(Xp, sq, i, Xp, sq, cols[c])
+                if v > si:
+                    si = v
+        s[i] = si
+
+
 def _dense_seed(
-    Xp: np.ndarray, s: np.ndarray, seeds: np.ndarray, row_block: int = 4096, seed_block: int = 1024
+    Xp: np.ndarray,
+    sq: np.ndarray,
+    s: np.ndarray,
+    seeds: np.ndarray,
+    row_block: int = 4096,
+    seed_block: int = 1024,
 ) -> None:
     """Raise `s` with a batch of seed rows via GEMM (order inside the seed set is irrelevant).
 
-    Contiguous row blocks against a packed block of seeds: no gather of the rows. Rows already
-    picked (+inf) stay +inf under the maximum.
+    Contiguous row blocks against a packed block of seeds: no gather of the rows. The float32
+    products only select which pairs the reference similarity is computed for.
     """
     seeds = np.asarray(seeds, dtype=np.int64)
+    err = float32_error(Xp.shape[1])
     for a in range(0, len(seeds), seed_block):
-        Bt = np.ascontiguousarray(Xp[seeds[a : a + seed_block]].T)  # (d, b)
+        cols = seeds[a : a + seed_block]
+        Bt = np.ascontiguousarray(Xp[cols].T)  # (d, b)
         for r in range(0, len(Xp), row_block):
-            part = s[r : r + row_block]
-            np.maximum(part, (Xp[r : r + row_block] @ Bt).max(axis=1), out=part)
+            V = _gemm(Xp[r : r + row_block], Bt)  # (rows, b) float32
+            _raise_block(V, Xp, sq, r, cols, s, err)
     s[seeds] = _INF
+
+
+@numba.njit(cache=True, nogil=True)
+def _raise_one(
+    v: np.ndarray, Xr: np.ndarray, qr: np.ndarray, j: int, s: np.ndarray, err: float
+) -> None:  # pragma: no cover - jitted
+    """``s = max(s, cosine_at(., j))`` given the float32 products ``v`` (error <= err): a row
+    can only rise where ``v >= s - err``; only there is the reference computed. Picked rows
+    (+inf) never pass the test."""
+    for i in range(v.shape[0]):
+        if v[i] >= s[i] - err:
+            c = cosine_at(Xr, qr, i, Xr, qr, j)
+            if c > s[i]:
+                s[i] = c
+    s[j] = _INF
+
+
+def _dense_pick(Xr: np.ndarray, qr: np.ndarray, s: np.ndarray, j: int, err: float) -> None:
+    """Raise `s` with row j's similarities (one float32 GEMV, the reference where it
+    matters), then mark j picked."""
+    _raise_one(_gemm(Xr, Xr[j]), Xr, qr, j, s, err)  # (m,) float32 products
 
 
 def _dense_run(
     Xp: np.ndarray,
+    sq: np.ndarray,
     orig: np.ndarray,
     s: np.ndarray,
     k: int,
@@ -542,40 +635,37 @@ def _dense_run(
     hit is the lowest index) and re-pack again each time half of them have been picked;
     short runs work in place.
     """
+    err = float32_error(Xp.shape[1])
     done = 0
     while done < k:
         rem = np.flatnonzero(s != _INF)
         m = len(rem)
         if 4 * (k - done) < m:
             # Few picks relative to the pool: re-packing (a full copy) would not pay, and on a
-            # million rows it would cost as much memory as the embeddings themselves. Work on
-            # a float32 copy of `s` (the products are float32): no mixed-type maximum per pick.
+            # million rows it would cost as much memory as the embeddings themselves.
             in_order = bool((np.diff(orig) > 0).all())  # then argmin's first hit is the lowest
-            s32 = s.astype(np.float32)
             for _ in range(k - done):
-                j = int(np.argmin(s32))
+                j = int(np.argmin(s))
                 if not in_order:
-                    ties = np.flatnonzero(s32 == s32[j])
+                    ties = np.flatnonzero(s == s[j])
                     if len(ties) > 1:
                         j = int(ties[np.argmin(orig[ties])])
                 out_order[done] = orig[j]
-                out_sim[done] = s32[j]
-                np.maximum(s32, Xp @ Xp[j], out=s32)  # picked rows stay at +inf
-                s32[j] = np.inf
+                out_sim[done] = s[j]
+                _dense_pick(Xp, sq, s, j, err)  # picked rows stay at +inf
                 done += 1
                 if progress is not None and done % 256 == 0:
                     progress(256)
-            np.maximum(s, s32, out=s)  # raised values and the picks (+inf) back into `s`
             break
         rem = rem[np.argsort(orig[rem], kind="stable")]  # argmin's first hit = lowest index
         Xr = Xp[rem]  # (m, d) contiguous copy of the remaining rows
+        qr = sq[rem]
         sr = s[rem].copy()
         for _ in range(min(k - done, max(1, m // 2))):
             j = int(np.argmin(sr))
             out_order[done] = orig[rem[j]]
             out_sim[done] = sr[j]
-            np.maximum(sr, Xr @ Xr[j], out=sr)
-            sr[j] = _INF
+            _dense_pick(Xr, qr, sr, j, err)
             done += 1
             if progress is not None and done % 256 == 0:
                 progress(256)

@@ -379,6 +379,24 @@ def test_leaks_are_near_duplicates_across_split_or_patients() -> None:
         grid.leaks(redundancy(X), ids[:3], X, info)
 
 
+def test_leaks_straddling_two_representative_groups_are_found() -> None:
+    """A~B and B~C above the threshold, A and C not: with groups around representatives
+    (the default) B joins A's group and C starts its own, so the pair (B, C) straddles two
+    groups; it must still be found."""
+    from enrich.redundancy import redundancy
+
+    t = np.arccos(0.97)
+    X = np.array([[1.0, 0.0], [np.cos(t), np.sin(t)], [np.cos(2 * t), np.sin(2 * t)]])
+    X = np.vstack([X, [[0.0, 1.0], [-1.0, 0.0]]])  # two loners
+    res = redundancy(X)
+    assert res.group_method == "representative" and res.group[1] != res.group[2]
+    ids = ["A", "B", "C", "D", "E"]
+    info = pd.DataFrame({"id": ids, "split": ["train", "train", "test", "train", "test"]})
+    found = grid.leaks(res, ids, X, info)
+    assert {(r["id_a"], r["id_b"]) for r in S.records(found.pairs)} == {("B", "C")}
+    assert found.n_split == 1
+
+
 def test_first_picks_are_beyond_the_shared_seed() -> None:
     sub = pd.DataFrame(
         {

@@ -438,9 +438,10 @@ def leaks(
 ) -> Leaks:
     """Pairs of near-duplicates (similarity ≥ the threshold) that cross train/test or patients.
 
-    Every pair at or above ``result.group_threshold`` lies inside one near-duplicate group
-    (the groups are connected components of that graph), so each group is checked pair by
-    pair, in row blocks. A test image with a near-duplicate in training inflates the test
+    Every pair at or above ``result.group_threshold`` lies inside one connected component of
+    that graph, so each component is checked pair by pair, in row blocks. When `result` holds
+    groups around representatives (the default, which do not chain, so a pair above the
+    threshold can straddle two groups), the components are computed first (one more pass). A test image with a near-duplicate in training inflates the test
     score; two "different" patients with the same image point at a duplicated scan or a
     patient-id error. Both are worth a look before trusting the benchmark.
 
@@ -481,6 +482,10 @@ def leaks(
     is_test = split == "test"
     is_train = np.isin(split, ["train", "val"])
     thr = float(result.group_threshold)
+    if getattr(result, "group_method", "components") != "components":
+        from enrich.redundancy import redundancy as _redundancy
+
+        result = _redundancy(vectors, group_threshold=thr, group_method="components")
     found: list[tuple[float, int, int, bool, bool]] = []
     n_split = n_patients = 0
     unchecked = []

@@ -27,10 +27,20 @@ from collections.abc import Callable
 import numba
 import numpy as np
 
-from enrich.redundancy import _blas_workers, _locked
+from enrich.redundancy import _blas_workers
 from enrich.similarity import normalize_rows
 
 __all__ = ["knn_cosine", "unit_rows"]
+
+
+def _locked(progress: Callable[[int], None], lock: threading.Lock) -> Callable[[int], None]:
+    """`progress`, called under `lock` (tiles finish on several threads)."""
+
+    def tick(k: int) -> None:
+        with lock:
+            progress(k)
+
+    return tick
 
 
 def unit_rows(X: np.ndarray) -> np.ndarray:

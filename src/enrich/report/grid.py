@@ -441,9 +441,10 @@ def leaks(
     Every pair at or above ``result.group_threshold`` lies inside one connected component of
     that graph, so each component is checked pair by pair, in row blocks. When `result` holds
     groups around representatives (the default, which do not chain, so a pair above the
-    threshold can straddle two groups), the components are computed first (one more pass). A test image with a near-duplicate in training inflates the test
-    score; two "different" patients with the same image point at a duplicated scan or a
-    patient-id error. Both are worth a look before trusting the benchmark.
+    threshold can straddle two groups), the components are computed first (one more pass).
+    A test image with a near-duplicate in training inflates the test score; two "different"
+    patients with the same image point at a duplicated scan or a patient-id error.
+    Both are worth a look before trusting the benchmark.
 
     Parameters
     ----------

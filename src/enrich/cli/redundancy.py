@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 from pathlib import Path
 
 from enrich.cli._common import add_input_arguments, load_input, progress_bar
+from enrich.distributed import add_engine_arguments, engine_from_args
 from enrich.errors import EnrichError
 
 __all__ = ["add_arguments", "run"]
@@ -25,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="similarity at or above which images are near-duplicates (default 0.95)",
     )
     parser.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
+    add_engine_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise EnrichError(f"--out {out} is a file; expected a folder")
+    scheduler = engine_from_args(args)
 
     # Load and validate everything first: a bad second file must not leave half the outputs.
     loaded = []
@@ -62,10 +67,20 @@ def run(args: argparse.Namespace) -> int:
         raise EnrichError(f"dataset names repeat: {names}; give distinct --name values")
 
     tables, summaries, curves = [], {}, {}
-    for name, emb, X, path in loaded:
-        n_tiles = -(-len(X) // 1024)
-        with progress_bar(n_tiles * (n_tiles + 1) // 2, f"redundancy {name}", "tile") as update:
-            res = redundancy(X, group_threshold=args.threshold, progress=update)
+    with contextlib.ExitStack() as stack:
+        compute = redundancy
+        if scheduler is not None:  # --engine dask: the same tiles, on Dask workers
+            from enrich.distributed._client import connect
+            from enrich.distributed.redundancy import redundancy as on_dask
+
+            client = stack.enter_context(connect(scheduler))
+            compute = functools.partial(on_dask, client=client)
+        results = []
+        for name, _, X, _ in loaded:
+            n_tiles = -(-len(X) // 1024)
+            with progress_bar(n_tiles * (n_tiles + 1) // 2, f"redundancy {name}", "tile") as tick:
+                results.append(compute(X, group_threshold=args.threshold, progress=tick))
+    for (name, emb, X, path), res in zip(loaded, results, strict=True):
         groups = res.groups()
         group_id = np.full(len(X), -1, dtype=np.int64)
         for g, members in enumerate(groups):
@@ -86,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
             "input": str(path),
             "input_fingerprint": fingerprint(emb.vectors, emb.ids),
         }
+        if scheduler is not None:
+            summaries[name]["engine"] = {**res.info, "scheduler": str(scheduler)}
         curves[name] = res.max_similarity
 
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,309 @@
+"""`--engine dask`: the same results as the in-process engine, on a real 2-worker LocalCluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("distributed")
+
+from enrich.cli import main
+from enrich.distributed import parse_scheduler
+from enrich.errors import EnrichError
+from enrich.redundancy import redundancy
+from enrich.select import rank
+
+from _data import clustered
+from _reference import unit64
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def client():
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as c,
+    ):
+        yield c
+
+
+def tie_free(n: int, d: int, seed: int) -> np.ndarray:
+    # Clustered data with no two images at exactly the same angle: the results compared here
+    # must not hinge on how float32 rounding breaks an exact tie.
+    X = clustered(n, d, seed=seed)
+    U = unit64(X)
+    S = U @ U.T
+    np.fill_diagonal(S, -np.inf)
+    top2 = np.sort(S, axis=1)[:, -2:]
+    assert (top2[:, 1] - top2[:, 0] > 1e-6).all() or seed < 0, "pick another seed"
+    return X
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- options
+def test_cli_does_not_import_dask() -> None:
+    code = (
+        "import sys, argparse\n"
+        "import enrich.cli, enrich.cli.rank, enrich.cli.redundancy, enrich.distributed\n"
+        "for m in (enrich.cli.rank, enrich.cli.redundancy):\n"
+        "    m.add_arguments(argparse.ArgumentParser())\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('dask', 'distributed', 'dask_jobqueue', 'zarr'))\n"
+        "assert not bad, bad\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "value"),
+    [
+        ("local", "local", None),
+        ("local:3", "local", 3),
+        ("slurm", "slurm", None),
+        ("slurm:queue.yaml", "slurm", "queue.yaml"),
+        ("tcp://10.1.2.3:8786", "address", "tcp://10.1.2.3:8786"),
+        ("node7:8786", "address", "node7:8786"),
+    ],
+)
+def test_parse_scheduler(text: str, kind: str, value: object) -> None:
+    spec = parse_scheduler(text)
+    assert spec.kind == kind
+    assert {"local": spec.n_workers, "slurm": spec.config, "address": spec.address}[kind] == value
+    assert str(spec) == text
+
+
+@pytest.mark.parametrize("text", ["local:0", "local:two", "local:-1", " "])
+def test_parse_scheduler_rejects(text: str) -> None:
+    with pytest.raises(EnrichError, match="--scheduler"):
+        parse_scheduler(text)
+
+
+def test_unreachable_scheduler_is_one_line_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import enrich.distributed._client as mod
+
+    monkeypatch.setattr(mod, "CONNECT_TIMEOUT", "1s")
+    np.save(tmp_path / "e.npy", clustered(50, 4, seed=0))
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    argv = ["rank", "-e", str(tmp_path / "e.npy"), "-o", str(tmp_path / "o.csv")]
+    assert main([*argv, "--scheduler", address]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"cannot reach the Dask scheduler at {address}" in err
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_engine_option_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    np.save(tmp_path / "e.npy", clustered(50, 4, seed=0))
+    base = ["rank", "-e", str(tmp_path / "e.npy"), "-o", str(tmp_path / "o.csv")]
+    for extra, match in [
+        (["--engine", "local", "--scheduler", "local:2"], "--scheduler needs --engine dask"),
+        (["--mode", "composable"], "need --engine dask"),
+        (["--scheduler", "local:x"], "local:N"),
+    ]:
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert match in err and len(err.strip().splitlines()) == 1, err
+
+
+# --------------------------------------------------------------------------- SLURM
+def test_slurm_config_makes_the_job_script(tmp_path: Path) -> None:
+    from enrich.distributed._client import slurm_cluster
+
+    cfg = tmp_path / "slurm.yaml"
+    cfg.write_text(
+        "queue: short\naccount: radiology\ncores: 8\nprocesses: 2\nmemory: 32GB\n"
+        "walltime: '02:00:00'\njobs: 4\njob_extra_directives: ['--gres=gpu:1']\n"
+    )
+    cluster, jobs = slurm_cluster(str(cfg))
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    assert jobs == 4
+    for line in (
+        "#SBATCH -p short",
+        "#SBATCH -A radiology",
+        "#SBATCH -n 1",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH --mem=30G",
+        "#SBATCH -t 02:00:00",
+        "#SBATCH --gres=gpu:1",
+    ):
+        assert line in script, script
+    assert "--nworkers 2" in script and "--nthreads 4" in script
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [("jobs: 0\n", "jobs=0"), ("qeue: short\n", "unknown key"), ("- a\n", "YAML mapping")],
+)
+def test_slurm_config_rejects(tmp_path: Path, text: str, match: str) -> None:
+    from enrich.distributed._client import slurm_options
+
+    cfg = tmp_path / "slurm.yaml"
+    cfg.write_text(text)
+    with pytest.raises(EnrichError, match=match):
+        slurm_options(cfg)
+    with pytest.raises(EnrichError, match="no such SLURM config"):
+        slurm_options(tmp_path / "missing.yaml")
+
+
+# --------------------------------------------------------------------------- redundancy
+@pytest.mark.parametrize("block", [32, 100])
+def test_redundancy_on_dask_is_the_local_result(client, block: int) -> None:
+    from enrich.distributed.redundancy import redundancy as on_dask
+
+    X = tie_free(530, 12, seed=3)
+    X = np.vstack([X, X[::9] * 1.01 + 0.02])  # near-duplicates that chain across tiles
+    ticks: list[int] = []
+    got = on_dask(X, client, group_threshold=0.97, block=block, progress=ticks.append)
+    want = redundancy(X, group_threshold=0.97, block=block)
+    n_tiles = -(-len(X) // block)
+    assert sum(ticks) == n_tiles * (n_tiles + 1) // 2
+    assert got.info["engine"] == "dask" and got.info["workers"] == 2 and got.info["tasks"] > 2
+    np.testing.assert_array_equal(got.max_similarity, want.max_similarity)
+    np.testing.assert_array_equal(got.nearest, want.nearest)
+    np.testing.assert_array_equal(got.group, want.group)
+    assert len(want.groups()) > 1  # the comparison covered real groups
+
+
+# --------------------------------------------------------------------------- rank
+def test_rank_exact_on_dask_is_the_local_order(client) -> None:
+    from enrich.distributed.rank import rank as on_dask
+
+    X = clustered(600, 10, seed=4)
+    got = on_dask(X, client, initial=0.02, budget=200, seed=7)
+    want = rank(X, initial=0.02, budget=200, seed=7)
+    np.testing.assert_array_equal(got.order, want.order)
+    np.testing.assert_array_equal(got.max_similarity, want.max_similarity)
+    assert got.info["engine"] == "dask" and got.info["approximate"] is False
+
+
+def test_rank_exact_refuses_what_does_not_fit_one_worker(client, monkeypatch) -> None:
+    import enrich.distributed.rank as mod
+
+    monkeypatch.setattr(mod, "_EXACT_MEMORY_FACTOR", 1e9)
+    with pytest.raises(EnrichError, match="composable"):
+        mod.rank(clustered(100, 4, seed=0), client, budget=5)
+
+
+def brute_covering(X: np.ndarray, chosen: np.ndarray) -> float:
+    U = unit64(X)
+    return float((U @ U[chosen].T).max(axis=1).min())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_rank_composable_is_a_valid_labeled_approximation(client, seed: int) -> None:
+    from enrich.distributed.rank import covering
+    from enrich.distributed.rank import rank as on_dask
+
+    X = clustered(800, 8, seed=seed)
+    got = on_dask(X, client, mode="composable", initial=3, budget=40, seed=seed, n_shards=3)
+    exact = rank(X, initial=3, budget=40, seed=seed)
+    # the same initial set, first; then 40 distinct other images
+    np.testing.assert_array_equal(got.order[:3], exact.order[:3])
+    assert len(got.order) == 43 and len(set(got.order.tolist())) == 43
+    assert got.info["approximate"] is True and got.info["n_shards"] == 3
+    assert got.info["coreset_size"] <= 3 + 3 * 40
+    # each pick's reported similarity is its true max similarity to the images before it
+    U = unit64(X)
+    for t in range(3, 43):
+        prev = got.order[:t]
+        assert abs((U[got.order[t]] @ U[prev].T).max() - got.max_similarity[t]) < 2e-6
+    # the covering radius it reports is the true one
+    sim = brute_covering(X, got.order)
+    assert abs(got.info["covering_similarity"] - sim) < 2e-6
+    assert abs(got.info["covering_radius"] - np.sqrt(2 - 2 * sim)) < 1e-5
+    # and the exact order's radius, by the same function, agrees with brute force too
+    ex = covering(X, exact.order, client)
+    assert abs(ex["covering_similarity"] - brute_covering(X, exact.order)) < 2e-6
+
+
+def test_rank_composable_needs_a_budget(client) -> None:
+    from enrich.distributed.rank import rank as on_dask
+
+    with pytest.raises(EnrichError, match="needs a --budget"):
+        on_dask(clustered(100, 4, seed=0), client, mode="composable")
+
+
+# --------------------------------------------------------------------------- the CLI
+def _emb(tmp_path: Path) -> Path:
+    X = tie_free(700, 8, seed=5)
+    X = np.vstack([X, X[::13] * 1.02 + 0.01])
+    ids = np.array([f"study_{i // 10:03d}/img_{i:04d}.png" for i in range(len(X))])
+    p = tmp_path / "emb.npz"
+    np.savez(p, ids=ids, vectors=X)
+    return p
+
+
+def test_cli_redundancy_dask_matches_local(client, tmp_path: Path) -> None:
+    emb = _emb(tmp_path)
+    base = ["redundancy", "-e", str(emb), "--threshold", "0.97"]
+    assert main([*base, "-o", str(tmp_path / "local")]) == 0
+    address = client.scheduler.address
+    assert main([*base, "-o", str(tmp_path / "dask"), "--scheduler", address]) == 0
+    a = (tmp_path / "local" / "redundancy.csv").read_bytes()
+    b = (tmp_path / "dask" / "redundancy.csv").read_bytes()
+    assert a == b
+    assert pd.read_csv(tmp_path / "dask" / "redundancy.csv")["duplicate_group"].max() >= 1
+    summary = json.loads((tmp_path / "dask" / "summary.json").read_text())
+    assert summary["datasets"]["emb"]["engine"]["scheduler"] == address
+
+
+@pytest.mark.slow
+def test_cli_rank_dask_local_cluster_matches_local(tmp_path: Path) -> None:
+    emb = _emb(tmp_path)
+    base = ["rank", "-e", str(emb), "--initial", "0.01", "--seed", "3"]
+    assert main([*base, "-o", str(tmp_path / "local.csv")]) == 0
+    assert main([*base, "-o", str(tmp_path / "dask.csv"), "--scheduler", "local:2"]) == 0
+    assert (tmp_path / "local.csv").read_bytes() == (tmp_path / "dask.csv").read_bytes()
+    side = json.loads((tmp_path / "dask.json").read_text())
+    assert side["scheduler"] == "local:2" and side["engine"]["mode"] == "exact"
+    assert (
+        main(
+            [
+                *base,
+                "-o",
+                str(tmp_path / "c.csv"),
+                "--scheduler",
+                "local:2",
+                "--mode",
+                "composable",
+                "--budget",
+                "50",
+            ]
+        )
+        == 0
+    )
+    side = json.loads((tmp_path / "c.json").read_text())
+    assert side["method"].startswith("APPROXIMATE") and side["engine"]["approximate"] is True
+    assert 0 < side["engine"]["covering_radius"] < 2
+    assert len(pd.read_csv(tmp_path / "c.csv")) == side["n_initial"] + 50

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -193,6 +194,40 @@ def test_redundancy_on_dask_is_the_local_result(client, block: int) -> None:
     np.testing.assert_array_equal(got.nearest, want.nearest)
     np.testing.assert_array_equal(got.group, want.group)
     assert len(want.groups()) > 1  # the comparison covered real groups
+
+
+@pytest.mark.slow
+def test_killing_a_worker_mid_run_changes_nothing(client) -> None:
+    import threading
+    import time
+
+    from enrich.distributed.redundancy import redundancy as on_dask
+
+    X = clustered(12000, 64, seed=6)
+    out: dict[str, object] = {}
+    run = threading.Thread(
+        target=lambda: out.setdefault("r", on_dask(X, client, group_threshold=0.97, block=512))
+    )
+    run.start()
+    victim = None
+    deadline = time.monotonic() + 60
+    while victim is None and time.monotonic() < deadline:
+        busy = [w for w, tasks in client.processing().items() if tasks]
+        victim = busy[0] if busy else None
+        time.sleep(0.05)
+    assert victim is not None and run.is_alive()
+    pid = client.run(os.getpid, workers=[victim])[victim]
+    os.kill(pid, signal.SIGKILL)
+    killed_mid_run = run.is_alive()
+    run.join(timeout=300)
+    assert killed_mid_run and not run.is_alive() and "r" in out
+    got = out["r"]
+    want = redundancy(X, group_threshold=0.97, block=512)
+    # (too large for the tie-free check: values compared to float32 precision, groups exactly)
+    np.testing.assert_allclose(got.max_similarity, want.max_similarity, atol=1e-6)
+    np.testing.assert_array_equal(got.group, want.group)
+    assert len(want.groups()) > 1
+    client.wait_for_workers(2, timeout=60)  # the nanny restarted it, for the next tests
 
 
 # --------------------------------------------------------------------------- rank

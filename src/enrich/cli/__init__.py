@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "prove it: ENRICH vs random subsets, trained models, stats",
     ),
     "report": ("enrich.cli.report", "write the HTML report of a benchmark run"),
+    "convert": ("enrich.cli.convert", "embeddings between .npz and a chunked Zarr store"),
 }
 
 

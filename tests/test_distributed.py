@@ -342,3 +342,115 @@ def test_cli_rank_dask_local_cluster_matches_local(tmp_path: Path) -> None:
     assert side["method"].startswith("APPROXIMATE") and side["engine"]["approximate"] is True
     assert 0 < side["engine"]["covering_radius"] < 2
     assert len(pd.read_csv(tmp_path / "c.csv")) == side["n_initial"] + 50
+
+
+# --------------------------------------------------------------------------- embedding
+DATA = ROOT / "data" / "pneumoniamnist" / "pneumoniamnist.npz"
+
+
+@pytest.fixture(scope="module")
+def png_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 real chest X-rays as PNGs in two sub-folders, plus one corrupt PNG."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("pngs")
+    with np.load(DATA) as data:
+        images = data["train_images"][::70][:40]
+    for k, im in enumerate(images):
+        sub = root / ("normal" if k % 2 else "other")
+        sub.mkdir(exist_ok=True)
+        Image.fromarray(im).save(sub / f"x{k:03d}.png")
+    (root / "other" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    # passes discovery (a good header), fails when read: a read-time skip, on a worker
+    whole = (root / "normal" / "x001.png").read_bytes()
+    (root / "other" / "truncated.png").write_bytes(whole[: len(whole) // 2])
+    return root
+
+
+def test_file_shards_keep_files_whole() -> None:
+    from enrich.distributed.embed import file_shards
+
+    rng = np.random.default_rng(0)
+    paths = np.repeat([f"f{i}" for i in range(30)], rng.integers(1, 6, size=30))
+    m = pd.DataFrame({"source_path": paths})
+    for n in (1, 4, 7, 30, 100):
+        shards = file_shards(m, n)
+        assert 1 <= len(shards) <= min(n, 30)
+        assert np.array_equal(np.concatenate(shards), np.arange(len(m)))  # all rows, in order
+        owner = {p: k for k, s in enumerate(shards) for p in paths[s]}
+        assert all(owner[p] == k for k, s in enumerate(shards) for p in paths[s])
+    assert file_shards(m.iloc[:0], 3) == []
+
+
+def test_embed_on_dask_writes_the_same_workspace(client, png_folder: Path, tmp_path: Path) -> None:
+    from enrich.workspace import Workspace
+
+    base = ["embed", str(png_folder), "--embedder", "pixels", "--latent-dim", "8", "-q"]
+    assert main([*base, "-w", str(tmp_path / "local")]) == 0
+    address = client.scheduler.address
+    assert main([*base, "-w", str(tmp_path / "dask"), "--scheduler", address]) == 0
+    a, b = Workspace(tmp_path / "local"), Workspace(tmp_path / "dask")
+    ea, eb = a.embeddings(), b.embeddings()
+    np.testing.assert_array_equal(ea.ids, eb.ids)
+    # the same model on other batch shapes: equal up to float32 rounding of the projection
+    np.testing.assert_allclose(ea.vectors, eb.vectors, rtol=1e-5, atol=1e-6)
+    pd.testing.assert_frame_equal(a.manifest(), b.manifest())
+    pd.testing.assert_frame_equal(a.skipped(), b.skipped())
+    skipped = b.skipped()["source_path"].tolist()
+    assert sorted(Path(p).name for p in skipped) == ["broken.png", "truncated.png"]
+
+
+class _DieOnce:
+    """A preprocess that kills its worker process at its `at`-th image, once (marker file)."""
+
+    def __init__(self, inner: object, marker: str, at: int) -> None:
+        self.inner, self.marker, self.at, self.seen = inner, marker, at, 0
+
+    def __getattr__(self, name: str) -> object:
+        if name in ("inner", "marker", "at", "seen"):  # not set yet while unpickling
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        self.seen += 1
+        if self.seen == self.at and not os.path.exists(self.marker):
+            Path(self.marker).write_text("killed")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner(img)  # type: ignore[operator]
+
+
+@pytest.mark.slow
+def test_a_worker_dying_mid_shard_loses_nothing(client, png_folder: Path, tmp_path: Path) -> None:
+    import cloudpickle
+
+    from enrich import io
+    from enrich.distributed.embed import embed_shards
+    from enrich.embed.api import read_images
+    from enrich.embed.pixels import PixelsEmbedder
+    from enrich.preprocess import Preprocess
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests
+    found = io.discover([str(png_folder)])
+    rows = found.manifest.reset_index(drop=True)
+    pp = Preprocess()
+    ids, images = read_images(rows, pp, read_options=found.options, skipped=[])
+    assert Path(rows["source_path"].iloc[-1]).name.startswith("x")  # read after truncated.png
+    model = PixelsEmbedder(latent_dim=8).fit(images, ids=ids)
+    model.save(tmp_path / "model")
+    marker = tmp_path / "died"
+    got_ids, got, skips = embed_shards(
+        rows,
+        # dies at the last image, after the truncated file was read and skipped
+        _DieOnce(pp, str(marker), at=len(ids)),  # type: ignore[arg-type]
+        found.options,
+        tmp_path / "model",
+        PixelsEmbedder,
+        16,
+        client=client,
+        n_shards=1,  # one shard: the whole shard is lost and run again
+    )
+    assert marker.read_text() == "killed"  # a worker really died mid-shard
+    assert got_ids == ids
+    np.testing.assert_allclose(got, model.transform(images), rtol=1e-5, atol=1e-6)
+    assert [Path(s.source_path).name for s in skips] == ["truncated.png"]  # listed once
+    client.wait_for_workers(2, timeout=60)

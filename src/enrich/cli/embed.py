@@ -144,6 +144,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="train a new model even if the workspace's model matches",
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    from enrich.distributed import add_engine_arguments
+
+    add_engine_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -194,6 +197,13 @@ def run(args: argparse.Namespace) -> int:
     if args.video_step is not None:
         discover_options["video_step"] = args.video_step
 
+    from enrich.distributed import engine_from_args
+
+    scheduler = engine_from_args(args)
+    if scheduler is not None:  # training here; embedding on the Dask workers
+        from enrich.distributed.embed import shard_map_on
+
+        shard_map = shard_map_on(scheduler, device=args.device)
     summary = embed_sources(
         args.sources,
         args.workspace,
@@ -207,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         retrain=args.retrain,
         progress=not args.quiet and sys.stderr.isatty(),
+        shard_map=shard_map if scheduler is not None else None,
     )
     print(summary.line())
     return 0

@@ -162,6 +162,19 @@ def test_slurm_config_makes_the_job_script(tmp_path: Path) -> None:
     assert "--nworkers 2" in script and "--nthreads 4" in script
 
 
+def test_documented_slurm_example_is_valid() -> None:
+    from enrich.distributed._client import slurm_cluster
+
+    cluster, jobs = slurm_cluster(str(ROOT / "docs" / "examples" / "slurm.yaml"))
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    assert jobs == 4 and "#SBATCH -p short" in script and "#SBATCH --constraint=avx2" in script
+    assert "source ~/venvs/enrich/bin/activate" in script
+    assert "distributed.cli.dask_worker" in script or "dask worker" in script
+
+
 @pytest.mark.parametrize(
     ("text", "match"),
     [("jobs: 0\n", "jobs=0"), ("qeue: short\n", "unknown key"), ("- a\n", "YAML mapping")],

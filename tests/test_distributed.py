@@ -162,6 +162,18 @@ def test_slurm_config_makes_the_job_script(tmp_path: Path) -> None:
     assert "--nworkers 2" in script and "--nthreads 4" in script
 
 
+def test_slurm_without_config_or_dask_settings_says_what_is_missing() -> None:
+    import dask
+
+    from enrich.distributed._client import slurm_cluster
+
+    with (
+        dask.config.set({"jobqueue.slurm.cores": None, "jobqueue.slurm.memory": None}),
+        pytest.raises(EnrichError, match=r"jobqueue\.slurm configuration.*cores and memory"),
+    ):
+        slurm_cluster(None)
+
+
 def test_documented_slurm_example_is_valid() -> None:
     from enrich.distributed._client import slurm_cluster
 

@@ -127,7 +127,8 @@ def slurm_cluster(config: str | os.PathLike[str] | None) -> tuple[Any, int]:
     try:
         cluster = SLURMCluster(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise EnrichError(f"SLURM config {config}: {exc}") from None
+        where = config if config is not None else "Dask's jobqueue.slurm configuration"
+        raise EnrichError(f"SLURM cluster from {where}: {exc}") from None
     return cluster, jobs
 
 

@@ -221,6 +221,26 @@ def test_redundancy_on_dask_is_the_local_result(client, block: int) -> None:
     assert len(want.groups()) > 1  # the comparison covered real groups
 
 
+@pytest.mark.parametrize("method", ["representative", "components"])
+def test_redundancy_on_dask_with_exact_duplicates(client, method: str) -> None:
+    # Exact copies are ties; the engine with float64 reference ties (API 2) breaks them the
+    # same way on every CPU and for any split of the tiles, so the Dask engine must agree.
+    from enrich.distributed.redundancy import _TILE_API
+    from enrich.distributed.redundancy import redundancy as on_dask
+
+    if _TILE_API == 1:
+        pytest.skip("this in-process engine breaks float32 ties by tile (fixed by API 2)")
+    X = clustered(400, 12, seed=2)
+    X = np.vstack([X, X[::7], X[5::11] * 3.0, X[::9] * 1.01 + 0.02])
+    for block in (32, 100):
+        got = on_dask(X, client, group_threshold=0.97, group_method=method, block=block)
+        want = redundancy(X, group_threshold=0.97, group_method=method, block=block)
+        np.testing.assert_array_equal(got.max_similarity, want.max_similarity)
+        np.testing.assert_array_equal(got.nearest, want.nearest)
+        np.testing.assert_array_equal(got.group, want.group)
+        assert len(want.groups()) > 5
+
+
 @pytest.mark.slow
 def test_killing_a_worker_mid_run_changes_nothing(client) -> None:
     import threading

@@ -159,7 +159,11 @@ def load_embeddings(path: str | os.PathLike[str]) -> Embeddings:
     if not path.exists():
         raise EnrichError(f"{path}: no such file")
     if path.is_dir():
-        raise EnrichError(f"{path}: is a folder, expected a .npy or .npz file")
+        if (path / "zarr.json").is_file():  # a chunked store (enrich[dask])
+            from enrich.distributed.store import load_zarr
+
+            return load_zarr(path)
+        raise EnrichError(f"{path}: is a folder, expected a .npy or .npz file or a Zarr store")
     try:
         if zipfile.is_zipfile(path):
             with np.load(path, allow_pickle=False) as data:

@@ -271,7 +271,7 @@ class Workspace:
         return self.manifest_path.is_file()
 
     def has_embeddings(self) -> bool:
-        return self.embeddings_path.is_file()
+        return self.embeddings_path.is_file() or (self.path / "embeddings.zarr").is_dir()
 
     # -- manifest ----------------------------------------------------------------------------
     def manifest(self) -> pd.DataFrame:
@@ -334,7 +334,9 @@ class Workspace:
                 f"{self.embeddings_path}: no embeddings; run `enrich embed SOURCE --workspace "
                 f"{self.path}` first"
             )
-        emb = load_embeddings(self.embeddings_path)
+        zarr_store = self.path / "embeddings.zarr"  # a chunked store, when there is no .npz
+        use_zarr = not self.embeddings_path.is_file() and zarr_store.is_dir()
+        emb = load_embeddings(zarr_store if use_zarr else self.embeddings_path)
         meta: dict[str, Any] = {**emb.meta, "workspace": str(self.path)}
         info = self.embeddings_info()
         if info:

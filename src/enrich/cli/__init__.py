@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "next": ("enrich.cli.next", "the next batch to label, given what is labeled so far"),
     "export": ("enrich.cli.export", "an order or batch for Label Studio, CVAT or MONAI Label"),
     "labels": ("enrich.cli.labels", "read labels back: `enrich labels import FILE`"),
+    "convert": ("enrich.cli.convert", "embeddings between .npz and a chunked Zarr store"),
 }
 
 

@@ -158,6 +158,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="train a new model even if the workspace's model matches",
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    from enrich.distributed import add_engine_arguments
+
+    add_engine_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -215,6 +218,14 @@ def run(args: argparse.Namespace) -> int:
     if args.include_sop is not None:
         discover_options["include_sop"] = args.include_sop
 
+    from enrich.distributed import engine_from_args
+
+    scheduler = engine_from_args(args)
+    shard_map = None
+    if scheduler is not None:  # training here; embedding on the Dask workers
+        from enrich.distributed.embed import shard_map_on
+
+        shard_map = shard_map_on(scheduler, device=args.device)
     # One writer per workspace: the model, embeddings and manifest come from one run. A
     # workspace this run created is removed again if the run fails before writing into it.
     ws = Workspace(args.workspace)
@@ -236,6 +247,7 @@ def run(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 retrain=args.retrain,
                 progress=not args.quiet and sys.stderr.isatty(),
+                shard_map=shard_map,
             )
     except BaseException:
         if not existed:

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from enrich.cli._common import add_input_arguments, load_input, progress_bar, read_id_lines
+from enrich.distributed import add_engine_arguments, engine_from_args
 from enrich.errors import EnrichError, first_few
 
 __all__ = ["add_arguments", "parse_initial", "run"]
@@ -47,6 +48,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-o",
         metavar="CSV",
         help="order.csv to write (default with --workspace: WS/runs/rank/order.csv)",
+    )
+    add_engine_arguments(parser)
+    parser.add_argument(
+        "--mode",
+        choices=("exact", "composable"),
+        default="exact",
+        help="with --engine dask: exact (the in-process order, run on one worker; default) or "
+        "composable (approximate: greedy per shard, then on the union of shard picks; needs "
+        "--budget; reports its covering radius)",
+    )
+    parser.add_argument(
+        "--shards", type=int, metavar="N", help="shards for --mode composable (default: workers)"
     )
     # strategies and their parameters come from the registry's data (importing the
     # `enrich.select` package loads no strategy module, so --help needs no numba)
@@ -152,11 +165,33 @@ def _run(args: argparse.Namespace, out: Path, sidecar: Path) -> int:
     else:
         initial = parse_initial(args.initial)
         initial_desc = args.initial
+    scheduler = engine_from_args(args)
+    if scheduler is None and (args.mode != "exact" or args.shards is not None):
+        raise EnrichError("--mode composable and --shards need --engine dask")
+    if scheduler is not None and args.strategy != "enrich":
+        raise EnrichError(f"--engine dask runs --strategy enrich, not {args.strategy!r}")
     selector = SELECTORS[args.strategy](budget=args.budget, seed=args.seed, **params)
     t0 = time.perf_counter()
     expected = len(X) if args.budget is None else args.budget
     with progress_bar(expected, f"ranking ({args.strategy})", unit="img") as update:
-        selector.fit(X, initial=initial, progress=update)  # type: ignore[arg-type]
+        if scheduler is None:
+            selector.fit(X, initial=initial, progress=update)  # type: ignore[arg-type]
+        else:
+            from enrich.distributed._client import connect
+            from enrich.distributed.rank import rank as rank_on_dask
+
+            with connect(scheduler) as client:
+                dask_result = rank_on_dask(
+                    X,
+                    client,
+                    mode=args.mode,
+                    initial=initial,  # type: ignore[arg-type]
+                    budget=args.budget,
+                    seed=args.seed,
+                    n_shards=args.shards,
+                    progress=update,
+                )
+            selector._set_result(dask_result)
     seconds = time.perf_counter() - t0
     result = selector.result_
 
@@ -193,6 +228,17 @@ def _run(args: argparse.Namespace, out: Path, sidecar: Path) -> int:
             "params": {
                 p.name: params.get(p.name, p.default) for p in STRATEGIES[args.strategy].params
             },
+            **(
+                {}
+                if scheduler is None
+                else {
+                    "method": "exact greedy max-min cosine (ENRICH), on Dask"
+                    if args.mode == "exact"
+                    else "APPROXIMATE: composable-coreset greedy max-min (ENRICH per shard, then "
+                    "on the union of shard picks; Malkomes et al. 2015)",
+                    "scheduler": str(scheduler),
+                }
+            ),
             "seed": args.seed,
             "initial": initial_desc,
             "n_initial": int(result.n_initial),

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 from pathlib import Path
 
 from enrich.cli._common import add_input_arguments, load_input, progress_bar
+from enrich.distributed import add_engine_arguments, engine_from_args
 from enrich.errors import EnrichError
 
 __all__ = ["add_arguments", "run"]
@@ -33,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "components of similarity >= --threshold, which chain)",
     )
     parser.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
+    add_engine_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,6 +69,8 @@ def _run(args: argparse.Namespace, out: Path, sources: list[tuple[str, str]]) ->
     from enrich.embeddings import check_vectors, fingerprint
     from enrich.redundancy import plot_cdf, redundancy
 
+    scheduler = engine_from_args(args)
+
     # Load and validate everything first: a bad second file must not leave half the outputs.
     loaded = []
     for k, (kind, path) in enumerate(sources):
@@ -79,12 +85,24 @@ def _run(args: argparse.Namespace, out: Path, sources: list[tuple[str, str]]) ->
         raise EnrichError(f"dataset names repeat: {names}; give distinct --name values")
 
     tables, summaries, curves = [], {}, {}
-    for name, emb, X, path in loaded:
-        n_tiles = -(-len(X) // 1024)
-        with progress_bar(n_tiles * (n_tiles + 1) // 2, f"redundancy {name}", "tile") as update:
-            res = redundancy(
-                X, group_threshold=args.threshold, group_method=args.groups, progress=update
-            )
+    with contextlib.ExitStack() as stack:
+        compute = redundancy
+        if scheduler is not None:  # --engine dask: the same tiles, on Dask workers
+            from enrich.distributed._client import connect
+            from enrich.distributed.redundancy import redundancy as on_dask
+
+            client = stack.enter_context(connect(scheduler))
+            compute = functools.partial(on_dask, client=client)
+        results = []
+        for name, _, X, _ in loaded:
+            n_tiles = -(-len(X) // 1024)
+            with progress_bar(n_tiles * (n_tiles + 1) // 2, f"redundancy {name}", "tile") as tick:
+                results.append(
+                    compute(
+                        X, group_threshold=args.threshold, group_method=args.groups, progress=tick
+                    )
+                )
+    for (name, emb, X, path), res in zip(loaded, results, strict=True):
         groups = res.groups()
         group_id = np.full(len(X), -1, dtype=np.int64)
         for g, members in enumerate(groups):
@@ -106,6 +124,8 @@ def _run(args: argparse.Namespace, out: Path, sources: list[tuple[str, str]]) ->
             "input": str(path),
             "input_fingerprint": fingerprint(emb.vectors, emb.ids),
         }
+        if scheduler is not None:
+            summaries[name]["engine"] = {**res.info, "scheduler": str(scheduler)}
         curves[name] = res.max_similarity
 
     out.mkdir(parents=True, exist_ok=True)

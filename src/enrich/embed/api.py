@@ -20,7 +20,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,6 +89,7 @@ def embed_sources(
     batch_size: int = 256,
     retrain: bool = False,
     progress: bool = True,
+    shard_map: Callable[..., tuple[list[str], np.ndarray, list[SkippedImages]]] | None = None,
 ) -> EmbedSummary:
     """Discover, preprocess and embed images into a workspace.
 
@@ -118,6 +119,11 @@ def embed_sources(
         Train a new model even when the saved one matches.
     progress : bool
         Progress bars on stderr.
+    shard_map : callable, optional
+        Embeds the images still to embed elsewhere (``--engine dask``:
+        :func:`enrich.distributed.embed.embed_shards`), called as
+        ``shard_map(rows, preprocess, read_options, model_dir, embedder_class, batch_size)``
+        after the model is trained and saved; returns ``(ids, vectors, skipped)``.
 
     Returns
     -------
@@ -228,16 +234,21 @@ def embed_sources(
     new_ids: list[str] = []
     read_skips: list[SkippedImages] = []
     read_warnings: list[tuple[str, str]] = []
-    batches = read_batches(
-        new_rows,
-        pp,
-        batch_size=batch_size,
-        read_options=discovery.options,
-        skipped=read_skips,
-        progress=progress,
-        warnings=read_warnings,
-    )
-    new_vecs = model.transform_batches(_collect_ids(batches, new_ids), n=len(new_rows))
+    if shard_map is not None:  # on Dask workers, shards of whole files, same saved model
+        new_ids, new_vecs, read_skips = shard_map(
+            new_rows, pp, discovery.options, ws.model_dir, cls, batch_size
+        )
+    else:
+        batches = read_batches(
+            new_rows,
+            pp,
+            batch_size=batch_size,
+            read_options=discovery.options,
+            skipped=read_skips,
+            progress=progress,
+            warnings=read_warnings,
+        )
+        new_vecs = model.transform_batches(_collect_ids(batches, new_ids), n=len(new_rows))
     skipped.append(_skipped_frame(read_skips))
 
     # -- assemble in manifest order ---------------------------------------------------------

@@ -102,7 +102,7 @@ def covering(
         from enrich.distributed._client import n_workers
 
         shards = np.array_split(rest, min(len(rest), n_shards or n_workers(client)))
-        [data] = client.scatter([X], broadcast=True)
+        [data] = client.scatter([X], broadcast=True, hash=False)
         parts = client.gather(
             [client.submit(_covering_part, data, s, chosen, pure=False) for s in shards]
         )
@@ -167,7 +167,7 @@ def rank(
                 f"{biggest / 2**30:.1f} GiB; give workers more memory or use the "
                 "approximate --mode composable"
             )
-        [data] = client.scatter([Xv])
+        [data] = client.scatter([Xv], hash=False)
         result: RankResult = client.submit(
             _fit_exact, data, initial, budget, seed, pure=False
         ).result()
@@ -190,7 +190,7 @@ def rank(
     rest = np.setdiff1d(np.arange(len(Xv)), init)
     n_shards = max(1, min(n_shards or workers, len(rest)))
     shards = np.array_split(rest, n_shards)  # contiguous row ranges, initial images removed
-    [data] = client.scatter([Xv], broadcast=True)
+    [data] = client.scatter([Xv], broadcast=True, hash=False)
     shard_picks = client.gather(
         [client.submit(_shard_picks, data, s, init, k, pure=False) for s in shards]
     )

@@ -217,7 +217,7 @@ def redundancy(
     workers = n_workers(client)
     n_tasks = max(1, min(len(tiles), workers * max(1, tasks_per_worker)))
     shares = [tiles[t::n_tasks] for t in range(n_tasks)]
-    [data] = client.scatter([Xn], broadcast=True)
+    [data] = client.scatter([Xn], broadcast=True, hash=False)
     thr = float(group_threshold)
     futures = [client.submit(_fold_tiles, data, share, thr, block, pure=False) for share in shares]
     size = {f.key: len(s) for f, s in zip(futures, shares, strict=True)}
@@ -276,7 +276,7 @@ def _redundancy_v2(
     workers = n_workers(client)
     n_tasks = max(1, min(len(tiles), workers * max(1, tasks_per_worker)))
     shares = [tiles[t::n_tasks] for t in range(n_tasks)]
-    [data] = client.scatter([Xn], broadcast=True)
+    [data] = client.scatter([Xn], broadcast=True, hash=False)
     futures = [
         client.submit(_fold_tiles_v2, data, share, group_threshold, block, components, pure=False)
         for share in shares

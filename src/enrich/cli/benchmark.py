@@ -8,8 +8,9 @@ end. Rerunning the same command resumes an interrupted run.
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
+
+from enrich._threads import parse_threads
 
 __all__ = ["add_arguments", "run"]
 
@@ -52,6 +53,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("auto", "cpu", "cuda"),
         default="auto",
         help="where models train (default: a GPU when available)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=parse_threads,
+        default="auto",
+        metavar="N",
+        help="CPU threads per worker (default auto: the cores free now, from the affinity "
+        "mask and the load average, shared among the workers)",
     )
     parser.add_argument(
         "--set",
@@ -112,9 +121,16 @@ def run(args: argparse.Namespace) -> int:
         out = ws.runs_dir / f"benchmark-{name}"
     else:
         out = Path(args.out)
-    threads = None
-    if args.workers > 1:
-        threads = max(1, (os.cpu_count() or 1) // args.workers)
+    from enrich._threads import free_cores
+
+    if args.workers < 1:
+        from enrich.errors import EnrichError
+
+        raise EnrichError(f"--workers {args.workers}: expected an integer >= 1")
+    if args.threads == "auto":
+        threads = max(1, free_cores() // args.workers)
+    else:
+        threads = int(args.threads)
     result = run_benchmark(
         ws.path,
         cfg,

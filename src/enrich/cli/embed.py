@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
+
+from enrich._threads import parse_threads
 
 __all__ = ["add_arguments", "run"]
 
@@ -139,11 +142,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep every K-th video frame (default: every frame)",
     )
     parser.add_argument(
+        "--labels-from-folder",
+        action="store_true",
+        help="label each image with the name of the folder holding it "
+        "(normal/a.png → normal); stored in the manifest's label column",
+    )
+    parser.add_argument(
+        "--threads",
+        type=parse_threads,
+        default="auto",
+        metavar="N",
+        help="CPU threads for the β-VAE (default auto: the cores free now, from the "
+        "affinity mask and the load average)",
+    )
+    parser.add_argument(
+        "--model-from",
+        metavar="DIR",
+        help="use the model saved in DIR (e.g. another workspace's model/) instead of "
+        "training, when it was trained on the same images with the same options",
+    )
+    parser.add_argument(
         "--retrain",
         action="store_true",
-        help="train a new model even if the workspace's model matches",
+        help="train a new model from scratch even if the workspace's (or --model-from) "
+        "model matches, discarding an interrupted training's checkpoint",
     )
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress (bars or log lines)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -194,19 +220,29 @@ def run(args: argparse.Namespace) -> int:
     if args.video_step is not None:
         discover_options["video_step"] = args.video_step
 
-    summary = embed_sources(
-        args.sources,
-        args.workspace,
-        embedder=args.embedder,
-        seed=args.seed,
-        max_train=args.max_train,
-        preprocess=preprocess,
-        embedder_options=options,
-        discover_options=discover_options,
-        device=args.device,
-        batch_size=args.batch_size,
-        retrain=args.retrain,
-        progress=not args.quiet and sys.stderr.isatty(),
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        summary = embed_sources(
+            args.sources,
+            args.workspace,
+            embedder=args.embedder,
+            seed=args.seed,
+            max_train=args.max_train,
+            preprocess=preprocess,
+            embedder_options=options,
+            discover_options=discover_options,
+            device=args.device,
+            batch_size=args.batch_size,
+            retrain=args.retrain,
+            progress=not args.quiet,
+            threads=args.threads,
+            model_from=args.model_from,
+            labels_from_folder=args.labels_from_folder,
+        )
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            print(f"warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     print(summary.line())
     return 0

@@ -10,6 +10,13 @@ images. Anything else (a new seed, another embedder, other preprocessing, ``retr
 trains a new model and embeds everything again. Images are known by id (their path), so
 a file rewritten in place keeps its old vector: pass ``retrain=True`` (``--retrain``) after
 editing images.
+
+``model_from=FOLDER`` (``--model-from``) offers a model trained elsewhere (another
+workspace's ``model/``, or the demo's shipped models): it is used instead of training only
+when its embedder, options and preprocessing match and its recorded data fingerprint equals
+that of the training images this run would pick (pixels and ids), i.e. when training here
+would have seen exactly the same images. The β-VAE's training is checkpointed every epoch
+in ``WS/model/training-checkpoint.pt``; an interrupted run resumes from it when rerun.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +39,7 @@ from enrich.embed.base import CONFIG_FILE, Embedder, read_config
 from enrich.embed.registry import get_embedder_class
 from enrich.embeddings import Embeddings, load_embeddings
 from enrich.errors import EnrichError
+from enrich.io._discover import IGNORED_REASON
 from enrich.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -39,7 +48,20 @@ if TYPE_CHECKING:
     from enrich.io import SkippedImages
     from enrich.preprocess import Preprocess
 
-__all__ = ["EmbedSummary", "embed_sources", "read_batches", "read_images"]
+__all__ = [
+    "MIN_RELIABLE_TRAIN",
+    "EmbedSummary",
+    "embed_sources",
+    "read_batches",
+    "read_images",
+]
+
+#: Below this many training images the β-VAE's embedding may be unreliable: a 200-image
+#: PneumoniaMNIST model gave a median max similarity of 0.976 and near-duplicate groups that
+#: mixed classes (the paper trained on 5,000). ``enrich embed`` warns and says so in
+#: ``embeddings.json``.
+MIN_RELIABLE_TRAIN = 1000
+CHECKPOINT_FILE = "training-checkpoint.pt"
 
 
 @dataclass
@@ -56,13 +78,21 @@ class EmbedSummary:
     n_train: int
     seconds: float
     details: dict[str, Any] = field(default_factory=dict)
+    n_ignored: int = 0  # files in the folders that no reader handles (also in skipped.csv)
+    model_source: str | None = None  # the --model-from folder whose model was used
+    warnings: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         """The one summary line the CLI prints."""
         ws = Path(self.workspace)
-        model = "reused model" if self.model_reused else f"trained on {self.n_train}"
+        if self.model_source is not None:
+            model = f"model from {self.model_source}"
+        else:
+            model = "reused model" if self.model_reused else f"trained on {self.n_train}"
         skipped = f"{self.n_skipped} skipped"
-        if self.n_skipped:
+        if self.n_ignored:
+            skipped += f", {self.n_ignored} ignored ({IGNORED_REASON})"
+        if self.n_skipped or self.n_ignored:
             skipped += f" → {ws / Workspace.SKIPPED}"
         return (
             f"embedded {self.n_images} images ({self.n_new} new, {skipped}) with {self.embedder} "
@@ -85,6 +115,9 @@ def embed_sources(
     batch_size: int = 256,
     retrain: bool = False,
     progress: bool = True,
+    threads: int | str | None = None,
+    model_from: str | os.PathLike[str] | None = None,
+    labels_from_folder: bool = False,
 ) -> EmbedSummary:
     """Discover, preprocess and embed images into a workspace.
 
@@ -111,9 +144,19 @@ def embed_sources(
     batch_size : int
         Images read and embedded per batch.
     retrain : bool
-        Train a new model even when the saved one matches.
+        Train a new model even when the saved one (or `model_from`) matches, from scratch
+        (an interrupted training's checkpoint is discarded).
     progress : bool
-        Progress bars on stderr.
+        Progress on stderr: bars on a terminal, plain lines every few seconds in a log.
+    threads : int or "auto", optional
+        torch threads (``"auto"``: the cores free now, see :func:`enrich._threads.free_cores`);
+        None leaves torch's setting alone. Recorded in ``embeddings.json``.
+    model_from : path, optional
+        A saved model folder to use instead of training, when it was trained on exactly the
+        images and options this run would train on (see the module docstring).
+    labels_from_folder : bool
+        Set every image's label to the name of the folder holding its file
+        (``pneumonia/x1.png`` → ``pneumonia``), replacing labels from files or manifests.
 
     Returns
     -------
@@ -142,7 +185,10 @@ def embed_sources(
     discovery = io.discover(list(sources), **(discover_options or {}))
     ws = Workspace.create(ws.path)
     manifest = discovery.manifest.reset_index(drop=True)
+    if labels_from_folder:
+        manifest = _labels_from_folder(manifest)
     skipped = [discovery.skipped]
+    n_ignored = int((discovery.skipped["reason"] == IGNORED_REASON).sum())
     if len(manifest) == 0:
         ws.write_skipped(_concat_skipped(skipped))
         n_bad = len(discovery.skipped)
@@ -152,9 +198,17 @@ def embed_sources(
         )
 
     # -- the model: reuse or train ---------------------------------------------------------
+    n_threads = None
+    if threads is not None:
+        from enrich._threads import set_torch_threads
+
+        n_threads = set_torch_threads(threads)
     options = dict(embedder_options or {})
     options["seed"] = seed
-    runtime = _runtime_options(cls, device=device, progress=progress)
+    checkpoint = ws.model_dir / CHECKPOINT_FILE
+    if retrain:
+        checkpoint.unlink(missing_ok=True)
+    runtime = _runtime_options(cls, device=device, progress=progress, checkpoint=str(checkpoint))
     candidate = cls(**options, **runtime)
     # What, besides the embedder's own options, decides the vectors: reusing a model (and
     # its vectors) needs the same preprocessing, subset size and reader options (a NIfTI
@@ -173,6 +227,7 @@ def embed_sources(
         and _jsonable(saved.get("pipeline")) == _jsonable(pipeline)
     )
     n_train = 0
+    source: str | None = None
     if reuse:
         model = cls.load(ws.model_dir, **runtime)
         n_train = int(model.fit_info_.get("n_train", 0))
@@ -187,11 +242,30 @@ def embed_sources(
                 f"only {len(train_ids)} of {n_pick} training image(s) could be read; "
                 "need at least 2"
             )
-        model = candidate.fit(train_images, ids=train_ids)
-        del train_images
         n_train = len(train_ids)
+        offered = None
+        if model_from is not None and not retrain:
+            offered = _matching_model(
+                Path(model_from), cls, candidate, pipeline, train_images, train_ids, progress
+            )
+        if offered is not None:
+            model = cls.load(offered, **runtime)
+            source = str(model_from)
+            reuse = True
+        else:
+            if progress and hasattr(candidate, "max_epochs"):
+                _note(
+                    f"training the {cls.name} on {n_train:,} images "
+                    f"({n_threads or _torch_threads()} threads); progress follows, "
+                    "interrupt at any time and rerun to resume"
+                )
+            model = candidate.fit(train_images, ids=train_ids)
+        del train_images
         # The pipeline (preprocessing, subset size) is part of what makes the model reusable.
-        model.save(ws.model_dir, extra={"pipeline": pipeline})
+        extra: dict[str, Any] = {"pipeline": pipeline}
+        if source is not None:
+            extra["copied_from"] = source
+        model.save(ws.model_dir, extra=extra)
     model_fp = _file_fingerprint(ws.model_dir / CONFIG_FILE)
 
     # -- vectors we can keep ---------------------------------------------------------------
@@ -251,9 +325,19 @@ def embed_sources(
         model_reused=reuse,
         n_train=n_train,
         seconds=0.0,
+        n_ignored=n_ignored,
+        model_source=source,
     )
+    if cls.name == "betavae" and 0 < n_train < MIN_RELIABLE_TRAIN:
+        summary.warnings.append(
+            f"the β-VAE was trained on only {n_train:,} images (fewer than "
+            f"{MIN_RELIABLE_TRAIN:,}; the paper used 5,000): its embedding may be unreliable, "
+            "with similarities near 1 and near-duplicate groups that mix classes"
+        )
+    for message in summary.warnings:
+        warnings.warn(message, UserWarning, stacklevel=2)
     all_skipped = _concat_skipped(skipped)
-    summary.n_skipped = len(all_skipped)
+    summary.n_skipped = len(all_skipped) - n_ignored
     summary.seconds = round(time.perf_counter() - start, 3)
     record = {
         "embedder": cls.name,
@@ -263,7 +347,14 @@ def embed_sources(
         "model_reused": reuse,
         "n_new": summary.n_new,
         "n_skipped": summary.n_skipped,
+        "n_ignored": n_ignored,
         "n_train": n_train,
+        "small_training_set": bool(cls.name == "betavae" and 0 < n_train < MIN_RELIABLE_TRAIN),
+        "min_reliable_train": MIN_RELIABLE_TRAIN,
+        "warnings": summary.warnings,
+        "threads": n_threads if n_threads is not None else _torch_threads(),
+        "model_from": source,
+        "labels_from_folder": bool(labels_from_folder),
         "seconds": summary.seconds,
         "sources": [str(s) for s in sources],
     }
@@ -291,9 +382,8 @@ def read_batches(
     (:class:`enrich.io.SkippedImages`: ``source_path``, ``reason``, ``ids``).
     ``read_options`` are the readers' options from discovery (``Discovery.options``).
     """
-    from tqdm.auto import tqdm
-
     from enrich import io
+    from enrich._progress import Progress
 
     stream = io.read_frames(
         manifest,
@@ -303,14 +393,7 @@ def read_batches(
     )
     buf = np.empty((batch_size, 64, 64), np.float32)
     ids: list[str] = []
-    bar = tqdm(
-        total=len(manifest),
-        desc="embed",
-        unit="img",
-        file=sys.stderr,
-        disable=not progress or len(manifest) == 0,
-        leave=False,
-    )
+    bar = Progress(len(manifest), "embed", "images", enabled=progress and len(manifest) > 0)
     try:
         for image_id, image in stream:
             buf[len(ids)] = image
@@ -318,6 +401,8 @@ def read_batches(
             if len(ids) == batch_size:
                 yield ids, buf
                 bar.update(len(ids))
+            elif len(ids) % 16 == 0:
+                bar.poll()  # a slow reader (big DICOM, video) still shows life in a log
                 buf = np.empty_like(buf)  # the consumer may keep the last batch
                 ids = []
         if ids:
@@ -377,10 +462,66 @@ def _concat_skipped(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def _runtime_options(cls: type[Embedder], *, device: str, progress: bool) -> dict[str, Any]:
-    """The options of `cls` that do not define the model (device, progress bar)."""
+def _runtime_options(cls: type[Embedder], **options: Any) -> dict[str, Any]:
+    """The options of `cls` that do not define the model (device, progress, checkpoint)."""
     accepted = inspect.signature(cls.__init__).parameters
-    return {k: v for k, v in {"device": device, "progress": progress}.items() if k in accepted}
+    return {k: v for k, v in options.items() if k in accepted}
+
+
+def _torch_threads() -> int | None:
+    if "torch" not in sys.modules:
+        return None
+    return int(sys.modules["torch"].get_num_threads())
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _matching_model(
+    folder: Path,
+    cls: type[Embedder],
+    candidate: Embedder,
+    pipeline: dict[str, Any],
+    train_images: np.ndarray,
+    train_ids: list[str],
+    progress: bool,
+) -> Path | None:
+    """`folder` if its saved model is what training here would make, else None (says why)."""
+    from enrich.embed.base import data_fingerprint
+
+    saved = read_config(folder)
+    why = None
+    if saved is None:
+        why = f"no saved model ({CONFIG_FILE} is missing)"
+    elif saved.get("embedder") != cls.name:
+        why = f"it holds a {saved.get('embedder')!r} model, not {cls.name!r}"
+    elif _jsonable(saved.get("params")) != _jsonable(candidate.params()):
+        why = "its options differ"
+    elif _jsonable(saved.get("pipeline")) != _jsonable(pipeline):
+        why = "its preprocessing or training-set size differs"
+    elif saved.get("data_fingerprint") != data_fingerprint(train_images, train_ids):
+        why = "it was trained on other images (data fingerprint differs)"
+    if why is None:
+        return folder
+    if progress:
+        _note(f"not using the model in {folder}: {why}; training a new one")
+    return None
+
+
+def _labels_from_folder(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Each image's label: the name of the folder holding its file."""
+    out = manifest.copy()
+    out["label"] = [Path(p).parent.name or None for p in out["source_path"].tolist()]
+    labels = set(out["label"].dropna().tolist())
+    if len(labels) < 2:
+        warnings.warn(
+            f"labels from folders: every image is in a folder named {sorted(labels)}; "
+            "put each class in its own sub-folder (e.g. normal/, pneumonia/)",
+            UserWarning,
+            stacklevel=3,
+        )
+    return out
 
 
 def _jsonable(obj: Any) -> Any:

@@ -400,6 +400,7 @@ def run_benchmark(
         "versions": _versions(),
         "device": dev,
         "workers": workers,
+        "threads": threads,
         "started": (meta_old or {}).get("started") or _now(),
         "finished": None,
         "warnings": warns,
@@ -781,11 +782,10 @@ class _NoBar:
 def _progress(total: int, enabled: bool) -> Any:
     if not enabled:
         return _NoBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        return _NoBar()
-    return tqdm(total=total, unit="model", file=sys.stderr, dynamic_ncols=True)
+    from enrich._progress import Progress
+
+    # A bar on a terminal, plain lines in a log every few seconds, even within a slow model.
+    return Progress(total, "benchmark", "models")
 
 
 def _count_status(path: Path) -> tuple[int, int]:

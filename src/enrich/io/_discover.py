@@ -24,6 +24,8 @@ __all__ = ["MANIFEST_COLUMNS", "SKIPPED_COLUMNS", "Discovery", "discover"]
 MANIFEST_COLUMNS = ("id", "source_path", "frame", "patient_id", "clip_id", "label", "split")
 #: The columns of ``skipped.csv``.
 SKIPPED_COLUMNS = ("source_path", "reason")
+#: The ``skipped.csv`` reason of files in a source folder that no reader handles.
+IGNORED_REASON = "not an image format"
 _CSV_OPTIONAL = ("patient_id", "clip_id", "label", "split", "frame")
 
 
@@ -38,7 +40,8 @@ class Discovery:
         ``source_path`` is absolute (posix); ``frame`` is the reader's index in that file;
         the other columns are strings or ``None``.
     skipped : DataFrame
-        ``source_path, reason``: files that could not be read.
+        ``source_path, reason``: files that could not be read, and files in the source
+        folders that no reader handles (reason :data:`IGNORED_REASON`).
     options : dict
         The reader options (``nifti_axis``, ``video_step``, ``npz_key``); pass them to
         :func:`read_frames` (or use :meth:`read_frames`) so frames are read the same way.
@@ -212,8 +215,9 @@ def discover(
     Ids are stable: the file's path relative to its source folder (for a file source, its
     name; for a CSV manifest, relative to the CSV's folder), plus ``#<key>`` for files that
     hold several images (``echo/a.dcm#17``, ``vol.nii.gz#40``, ``data.npz#train/17``).
-    Files with an unknown suffix inside folders are ignored (DICOM files are recognised by
-    content); a named file that no reader handles is skipped with its reason.
+    Files with an unknown suffix inside folders are not read (DICOM files are recognised by
+    content) and are listed in ``skipped`` as "not an image format"; hidden files are not
+    listed. A named file that no reader handles is skipped with its reason.
 
     Examples
     --------
@@ -246,11 +250,13 @@ def discover(
         n_skipped_before = len(skipped)
         if src_path.is_dir():
             root = src_path.absolute()
-            entries = [
-                _Entry(p, root, rd, source=str(src))
-                for p in _walk(root, skipped, excluded)
-                if (rd := reader_for(p, readers)) is not None
-            ]
+            entries = []
+            ignored: list[tuple[str, str]] = []
+            for p in _walk(root, skipped, excluded):
+                if (rd := reader_for(p, readers)) is not None:
+                    entries.append(_Entry(p, root, rd, source=str(src)))
+                else:  # listed, so that a user can see what was left out
+                    ignored.append((p.absolute().as_posix(), IGNORED_REASON))
             if not entries:
                 raise EnrichError(
                     f"no images found in {src} (looked for {', '.join(SUFFIXES)} and DICOM files)"
@@ -266,6 +272,9 @@ def discover(
             else:
                 entries = [_Entry(path, path.parent, found, source=str(src))]
 
+        if src_path.is_dir():
+            n_skipped_before += len(ignored)  # not read failures: no "nothing readable" error
+            skipped.extend(ignored)
         n_found = 0
         iterator: Iterable[_Entry] = entries
         if progress:

@@ -132,7 +132,9 @@ def test_a_killed_embed_resumes_when_run_again(tmp_path: Path, sig: signal.Signa
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     # 500 epochs: the signal surely lands mid-training; the rerun (checkpoints are keyed on
     # the images and training options, not on when to stop) then ends after epoch 3.
-    proc = subprocess.Popen([*argv, "--epochs", "500"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*argv, "--epochs", "500"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     ckpt = ws / "model" / "training-checkpoint.pt"
     deadline = time.monotonic() + 300
     while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -145,7 +147,9 @@ def test_a_killed_embed_resumes_when_run_again(tmp_path: Path, sig: signal.Signa
     assert "run the same command again to resume" in err.decode()
     assert ckpt.exists() and not (ws / "embeddings.npz").exists()
 
-    done = subprocess.run([*argv, "--epochs", "3"], env=env, capture_output=True, timeout=600, check=True)
+    done = subprocess.run(
+        [*argv, "--epochs", "3"], env=env, capture_output=True, timeout=600, check=True
+    )
     assert "resuming from epoch" in done.stderr.decode()
     import json
 

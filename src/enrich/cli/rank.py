@@ -9,7 +9,12 @@ from pathlib import Path
 from enrich.cli._common import add_input_arguments, load_input, progress_bar, read_id_list
 from enrich.errors import EnrichError
 
-__all__ = ["add_arguments", "parse_initial", "run"]
+__all__ = ["STRATEGY_CHOICES", "add_arguments", "parse_initial", "run"]
+
+#: The names in enrich.select.SELECTORS, spelled out: importing that registry to list them
+#: loads numba (about 5 s), and `enrich rank --help` should be instant. A test keeps the two
+#: in step, and run() checks the name against the registry.
+STRATEGY_CHOICES = ("enrich", "random")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,10 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--budget", type=int, metavar="K", help="images to pick (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the random seed set")
-    from enrich.select import SELECTORS
-
     parser.add_argument(
-        "--strategy", choices=sorted(SELECTORS), default="enrich", help="default: enrich"
+        "--strategy", choices=STRATEGY_CHOICES, default="enrich", help="default: enrich"
     )
     parser.add_argument(
         "--out",
@@ -73,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     from enrich.embeddings import check_vectors, fingerprint
     from enrich.select import SELECTORS
 
+    if args.strategy not in SELECTORS:  # the choices above and the registry disagree
+        raise EnrichError(f"--strategy {args.strategy!r}: expected one of {sorted(SELECTORS)}")
     emb, manifest, name = load_input(args.embeddings, args.workspace)
     if args.out is None:
         if args.workspace is None:

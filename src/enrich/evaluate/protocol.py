@@ -175,8 +175,12 @@ def _stderr(message: str) -> None:
 def _versions() -> dict[str, str]:
     from importlib import metadata
 
-    out = {"python": platform.python_version()}
-    for pkg in ("enrich", "numpy", "scipy", "pandas", "numba", "torch", "monai"):
+    from enrich import __version__
+
+    # This package's own version, not metadata.version("enrich"): the distribution is
+    # enrich-imaging, and PyPI's unrelated `enrich` may be what that name finds.
+    out = {"python": platform.python_version(), "enrich": __version__}
+    for pkg in ("numpy", "scipy", "pandas", "numba", "torch", "monai"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

@@ -1,4 +1,4 @@
-"""DICOM through pydicom (extra ``enrich[dicom]``): single frames and multi-frame cine.
+"""DICOM through pydicom (extra ``enrich-imaging[dicom]``): single frames and multi-frame cine.
 
 - Files are found by suffix (``.dcm``, ``.dicom``) or, whatever their name, by the
   ``DICM`` marker at byte 128.

@@ -401,10 +401,10 @@ def read_batches(
             if len(ids) == batch_size:
                 yield ids, buf
                 bar.update(len(ids))
-            elif len(ids) % 16 == 0:
-                bar.poll()  # a slow reader (big DICOM, video) still shows life in a log
                 buf = np.empty_like(buf)  # the consumer may keep the last batch
                 ids = []
+            elif len(ids) % 16 == 0:
+                bar.poll()  # a slow reader (big DICOM, video) still shows life in a log
         if ids:
             yield ids, buf[: len(ids)]
             bar.update(len(ids))

@@ -267,7 +267,9 @@ def run_benchmark(
             raise EnrichError(
                 f"{data.source}: no labels: the manifest's 'label' column is "
                 f"{'missing' if 'label' not in man.columns else 'empty'}; classification "
-                "needs a label per image (add it when embedding, e.g. from folder names)"
+                "needs a label per image (add it when embedding: `enrich embed "
+                "--labels-from-folder` for class sub-folders, or a CSV manifest with a "
+                "'label' column)"
             )
         codes, classes = encode_labels(man["label"].tolist())
         keep = np.flatnonzero(codes >= 0)

@@ -256,7 +256,7 @@ def embed_sources(
             if progress and hasattr(candidate, "max_epochs"):
                 _note(
                     f"training the {cls.name} on {n_train:,} images "
-                    f"({n_threads or _torch_threads()} threads); progress follows, "
+                    f"({_plural(n_threads or _torch_threads() or 1, 'thread')}); progress follows, "
                     "interrupt at any time and rerun to resume"
                 )
             model = candidate.fit(train_images, ids=train_ids)
@@ -472,6 +472,10 @@ def _torch_threads() -> int | None:
     if "torch" not in sys.modules:
         return None
     return int(sys.modules["torch"].get_num_threads())
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _note(message: str) -> None:

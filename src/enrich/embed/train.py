@@ -212,8 +212,9 @@ def train_betavae(
     try:
         with _sigterm_as_interrupt():
             # A resumed run that had already met a stopping rule goes straight to the end.
-            finished = since_best >= patience or (
-                max_seconds is not None and seconds_before >= max_seconds
+            finished = done_before > 0 and (
+                since_best >= patience
+                or (max_seconds is not None and seconds_before >= max_seconds)
             )
             if finished:
                 stopped = "early_stopping" if since_best >= patience else "time_limit"

@@ -334,3 +334,33 @@ def test_install_hints_use_the_distribution_name() -> None:
     msg = str(MissingExtraError("torch", "torch"))
     assert "download.pytorch.org/whl/cpu" in msg and "enrich-imaging[torch]" in msg
     assert "pip install 'enrich-imaging[dicom]'" in str(MissingExtraError("pydicom", "dicom"))
+
+
+@torch_missing
+def test_benchmark_threads_are_set_and_recorded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("monai")
+    import torch
+
+    from test_cli_benchmark import make_workspace
+
+    ws = make_workspace(tmp_path)
+    before = torch.get_num_threads()
+    try:
+        rc = main(
+            ["benchmark", "-w", str(ws), "--no-report", "--threads", "1", "--out",
+             str(tmp_path / "run"), "--set", "initializations=1", "--set", "models=1",
+             "--set", "sizes=[0.3]", "--set", "initial=0.2", "--set", "full=false",
+             "--set", "model.input_size=16", "--set", "model.block_inplanes=[4,8,8,8]",
+             "--set", "train.epochs=1", "--set", "train.min_steps=0"]
+        )  # fmt: skip
+        assert rc == 0, capsys.readouterr().err
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    err = capsys.readouterr().err
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    assert meta["threads"] == 1
+    # Not a terminal: plain progress lines, ending with the count of models.
+    assert "benchmark: 2/2 models, done" in err and "\r" not in err

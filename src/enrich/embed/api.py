@@ -187,8 +187,11 @@ def embed_sources(
     manifest = discovery.manifest.reset_index(drop=True)
     if labels_from_folder:
         manifest = _labels_from_folder(manifest)
+    ignored = discovery.ignored
+    n_ignored = 0 if ignored is None else len(ignored)
     skipped = [discovery.skipped]
-    n_ignored = int((discovery.skipped["reason"] == IGNORED_REASON).sum())
+    if ignored is not None:
+        skipped.append(ignored)
     if len(manifest) == 0:
         ws.write_skipped(_concat_skipped(skipped))
         n_bad = len(discovery.skipped)

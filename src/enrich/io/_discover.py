@@ -40,16 +40,19 @@ class Discovery:
         ``source_path`` is absolute (posix); ``frame`` is the reader's index in that file;
         the other columns are strings or ``None``.
     skipped : DataFrame
-        ``source_path, reason``: files that could not be read, and files in the source
-        folders that no reader handles (reason :data:`IGNORED_REASON`).
+        ``source_path, reason``: files that could not be read.
     options : dict
         The reader options (``nifti_axis``, ``video_step``, ``npz_key``); pass them to
         :func:`read_frames` (or use :meth:`read_frames`) so frames are read the same way.
+    ignored : DataFrame or None
+        ``source_path, reason``: files in the source folders that no reader handles (reason
+        :data:`IGNORED_REASON`); ``enrich embed`` lists them in ``skipped.csv``.
     """
 
     manifest: pd.DataFrame
     skipped: pd.DataFrame
     options: dict[str, Any] = field(default_factory=dict)
+    ignored: pd.DataFrame | None = None
 
     def read_frames(self, **kwargs: Any) -> FrameStream:
         """:func:`enrich.io.read_frames` on this manifest, with the discovery's options."""
@@ -216,7 +219,7 @@ def discover(
     name; for a CSV manifest, relative to the CSV's folder), plus ``#<key>`` for files that
     hold several images (``echo/a.dcm#17``, ``vol.nii.gz#40``, ``data.npz#train/17``).
     Files with an unknown suffix inside folders are not read (DICOM files are recognised by
-    content) and are listed in ``skipped`` as "not an image format"; hidden files are not
+    content) and are listed in ``ignored`` as "not an image format"; hidden files are not
     listed. A named file that no reader handles is skipped with its reason.
 
     Examples
@@ -239,6 +242,7 @@ def discover(
         raise EnrichError("no sources given; expected folders, image files or CSV manifests")
 
     skipped: list[tuple[str, str]] = []
+    ignored: list[tuple[str, str]] = []
     columns: dict[str, list[Any]] = {c: [] for c in MANIFEST_COLUMNS}
     seen: dict[str, str] = {}  # id → source_path
     seen_frames: set[tuple[str, int]] = set()
@@ -251,7 +255,6 @@ def discover(
         if src_path.is_dir():
             root = src_path.absolute()
             entries = []
-            ignored: list[tuple[str, str]] = []
             for p in _walk(root, skipped, excluded):
                 if (rd := reader_for(p, readers)) is not None:
                     entries.append(_Entry(p, root, rd, source=str(src)))
@@ -272,9 +275,6 @@ def discover(
             else:
                 entries = [_Entry(path, path.parent, found, source=str(src))]
 
-        if src_path.is_dir():
-            n_skipped_before += len(ignored)  # not read failures: no "nothing readable" error
-            skipped.extend(ignored)
         n_found = 0
         iterator: Iterable[_Entry] = entries
         if progress:
@@ -295,7 +295,8 @@ def discover(
     manifest = pd.DataFrame(columns)
     manifest["frame"] = manifest["frame"].astype("int64")
     skipped_df = pd.DataFrame(skipped, columns=list(SKIPPED_COLUMNS))
-    return Discovery(manifest, skipped_df, options)
+    ignored_df = pd.DataFrame(ignored, columns=list(SKIPPED_COLUMNS))
+    return Discovery(manifest, skipped_df, options, ignored_df)
 
 
 def _add_entry(

@@ -70,10 +70,7 @@ def test_demo_retrain_and_missing_models_train(
     demo.main(["--out", str(tmp_path / "out2"), "--threads", "2", "--retrain", "--skip-benchmark"])
     embeds = [argv for title, argv, _ in recorded if title.startswith("embed")]
     assert all("--retrain" in argv and "--model-from" not in argv for argv in embeds)
-    assert (
-        demo._estimate("xray", trains=False, threads=2)
-        < trained["embed chest X-ray (PneumoniaMNIST)"]
-    )
+    assert demo._estimate("xray", trains=False) < trained["embed chest X-ray (PneumoniaMNIST)"]
 
 
 def test_heartbeat_prints_while_a_step_runs(monkeypatch: pytest.MonkeyPatch) -> None:

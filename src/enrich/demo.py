@@ -46,12 +46,12 @@ HEARTBEAT_EVERY = 20.0
 # `nice -n 10` on a 2-core machine shared with other jobs (load 10-13; README, "Two commands").
 # An idle machine is several times faster; they are printed as the plan's estimates.
 _EXPECTED: dict[str, tuple[float, float]] = {
-    "xray": (50, 4200),
+    "xray": (50, 3240),
     "echo": (20, 1310),
-    "cifar": (30, 4200),
+    "cifar": (50, 1850),
     "redundancy": (15, 15),
     "rank": (15, 15),
-    "benchmark": (1500, 1500),
+    "benchmark": (1260, 1260),
 }
 
 
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(
         f"plan: {len(plan)} steps, about {format_seconds(sum(expected.values()))} in all "
-        "(as measured on 2 cores busy with other jobs; an idle machine is faster):",
+        "at most (measured on 2 cores busy with other jobs; 4 min at a lighter load):",
         flush=True,
     )
     for title, seconds in expected.items():

@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# DEMO_ARGS: e.g. --retrain (train the β-VAEs instead of using data/demo_models/), --threads 1.
+DEMO_ARGS ?=
+
 demo: $(STAMP)
-	$(BIN)/python -m enrich.demo --out demo-output
+	$(BIN)/python -m enrich.demo --out demo-output $(DEMO_ARGS)
 
 test: $(STAMP)
 	bash scripts/ensure-chromium.sh || true

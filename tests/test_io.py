@@ -510,7 +510,7 @@ def test_duplicate_ids_across_sources(tmp_path):
 def test_missing_extra(tmp_path, monkeypatch, module, extra, maker):
     maker(tmp_path)
     monkeypatch.setitem(sys.modules, module, None)  # import now fails
-    with pytest.raises(MissingExtraError, match=rf"enrich\[{extra}\]") as info:
+    with pytest.raises(MissingExtraError, match=rf"enrich-imaging\[{extra}\]") as info:
         discover(tmp_path)
     assert info.value.extra == extra
 

@@ -54,7 +54,15 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        value = getattr(importlib.import_module(_LAZY[name]), name)
+        module = importlib.import_module(_LAZY[name])
+        # `enrich.redundancy` is the (callable) module, so that `enrich.redundancy(X)` and
+        # `enrich.redundancy.plot_cdf(...)` both work whatever was imported first.
+        value = module if name == "redundancy" else getattr(module, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'enrich' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # The public names (most are lazy, so not yet in globals()) and the module's dunders.
+    return sorted(set(__all__) | {k for k in globals() if k.startswith("__")})

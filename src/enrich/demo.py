@@ -8,9 +8,16 @@
 4. the quick ENRICH-vs-random proof on the X-rays, ending in the HTML report;
 5. a one-screen summary.
 
-Every step is the CLI command a user would type; each is printed before it runs.
+Every step is the CLI command a user would type; each is printed before it runs, with the
+time it is expected to take. When the output is not a terminal (a log file, CI), a line
+saying the demo is still working is printed at least every 20 seconds.
 
-    python -m enrich.demo --out demo-output
+The demo does not train its β-VAEs by default: ``data/demo_models/`` holds the models that
+the same commands trained on the same images (``--model-from``), and each is used only when
+its recorded data fingerprint, options and preprocessing match this run's; otherwise, or
+with ``--retrain``, the step trains (checkpointed every epoch: interrupt and rerun to resume).
+
+    python -m enrich.demo --out demo-output [--threads N] [--retrain]
 """
 
 from __future__ import annotations
@@ -18,15 +25,34 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import shlex
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parents[2]
+MODELS = ROOT / "data" / "demo_models"
+#: Seconds between "still working" lines when the output is not a terminal.
+HEARTBEAT_EVERY = 20.0
+
+# Seconds per step, (with the shipped β-VAE, training it), measured with `--threads 1` under
+# `nice -n 10` on a 2-core machine shared with other jobs (load 10-13; README, "Two commands").
+# An idle machine is several times faster; they are printed as the plan's estimates.
+_EXPECTED: dict[str, tuple[float, float]] = {
+    "xray": (50, 3240),
+    "echo": (20, 1310),
+    "cifar": (50, 1850),
+    "redundancy": (15, 15),
+    "rank": (15, 15),
+    "benchmark": (1260, 1260),
+}
 
 
 def _data(*parts: str) -> Path:
@@ -47,25 +73,90 @@ def _echo_clip() -> Path:
     return Path(str(path))
 
 
-def _step(title: str, argv: list[str]) -> None:
+def _estimate(key: str, *, trains: bool) -> float:
+    with_model, training = _EXPECTED[key]
+    return training if trains else with_model
+
+
+@contextmanager
+def _heartbeat(title: str, expected: float) -> Iterator[None]:
+    """Print "still working" every HEARTBEAT_EVERY seconds while a step runs (logs only)."""
+    from enrich._progress import format_seconds
+
+    if sys.stdout.isatty() or HEARTBEAT_EVERY <= 0:
+        yield
+        return
+    stop = threading.Event()
+    start = time.perf_counter()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_EVERY):
+            elapsed = time.perf_counter() - start
+            print(
+                f"   ... {title}: still working, {format_seconds(elapsed)} so far "
+                f"(expected about {format_seconds(expected)})",
+                flush=True,
+            )
+
+    thread = threading.Thread(target=beat, name="demo heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _step(title: str, argv: list[str], expected: float) -> None:
+    from enrich._progress import format_seconds
     from enrich.cli import main as cli
 
-    print(f"\n== {title}\n$ enrich {shlex.join(argv)}", flush=True)
+    print(
+        f"\n== {title} (expected about {format_seconds(expected)})\n$ enrich {shlex.join(argv)}",
+        flush=True,
+    )
     t = time.perf_counter()
-    code = cli(argv)
+    with _heartbeat(title, expected):
+        code = cli(argv)
     if code != 0:
         raise SystemExit(f"demo step failed ({title}), exit code {code}")
-    print(f"   ({time.perf_counter() - t:.0f} s)", flush=True)
+    print(f"   ({format_seconds(time.perf_counter() - t)})", flush=True)
+
+
+def _has_model(folder: Path) -> bool:
+    return (folder / "config.json").is_file()
 
 
 def main(argv: list[str] | None = None) -> int:
+    from enrich._progress import format_seconds
+    from enrich._threads import free_cores, parse_threads, resolve_threads
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
     p.add_argument("--skip-benchmark", action="store_true", help="stop after ranking")
+    p.add_argument(
+        "--threads",
+        type=parse_threads,
+        default="auto",
+        metavar="N",
+        help="CPU threads (default auto: the cores free now)",
+    )
+    p.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train the β-VAEs from scratch instead of using data/demo_models/",
+    )
     args = p.parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    threads = resolve_threads(args.threads)
+    try:
+        allowed, load = len(os.sched_getaffinity(0)), os.getloadavg()[0]
+        where = f"{allowed} core(s) allowed, load {load:.1f}, {free_cores()} free"
+    except (AttributeError, OSError):
+        where = f"{os.cpu_count()} core(s)"
+    print(f"enrich demo: {threads} torch thread(s) ({where}); outputs in {out}", flush=True)
 
     datasets = {
         "chest X-ray (PneumoniaMNIST)": ("xray", _data("pneumoniamnist", "pneumoniamnist.npz")),
@@ -75,8 +166,38 @@ def main(argv: list[str] | None = None) -> int:
             _data("cifar10_airplane_truck_2k", "cifar10_airplane_truck_2k.npz"),
         ),
     }
+    run_benchmark = not args.skip_benchmark and (
+        importlib.util.find_spec("enrich.cli.benchmark") is not None
+    )
+    # The estimate assumes a present model is used; a fingerprint mismatch trains (and says so).
+    trains = {
+        ws: args.retrain or not (_has_model(MODELS / ws) or _has_model(out / ws / "model"))
+        for ws, _ in datasets.values()
+    }
+    plan = {f"embed {name}": ("embed", ws) for name, (ws, _) in datasets.items()}
+    plan["redundancy"] = ("redundancy", "redundancy")
+    plan["rank"] = ("rank", "rank")
+    if run_benchmark:
+        plan["benchmark"] = ("benchmark", "benchmark")
+    expected = {
+        title: _estimate(key, trains=trains.get(key, False)) for title, (_, key) in plan.items()
+    }
+    print(
+        f"plan: {len(plan)} steps, about {format_seconds(sum(expected.values()))} in all "
+        "at most (measured on 2 cores busy with other jobs; 4 min at a lighter load):",
+        flush=True,
+    )
+    for title, seconds in expected.items():
+        trained = " (trains the β-VAE)" if trains.get(plan[title][1], False) else ""
+        print(f"  - {title}: about {format_seconds(seconds)}{trained}", flush=True)
+
     for name, (ws, source) in datasets.items():
-        _step(f"embed {name}", ["embed", str(source), "--workspace", str(out / ws)])
+        argv = ["embed", str(source), "--workspace", str(out / ws), "--threads", str(threads)]
+        if args.retrain:
+            argv.append("--retrain")
+        elif _has_model(MODELS / ws):
+            argv += ["--model-from", str(MODELS / ws)]
+        _step(f"embed {name}", argv, expected[f"embed {name}"])
 
     red_dir = out / "redundancy"
     red_args = ["redundancy"]
@@ -85,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     _step(
         "redundancy, medical vs non-medical (the paper's Fig. 1)",
         [*red_args, "--out", str(red_dir)],
+        expected["redundancy"],
     )
 
     order = out / "xray" / "runs" / "rank" / "order.csv"
@@ -101,11 +223,11 @@ def main(argv: list[str] | None = None) -> int:
             "--out",
             str(order),
         ],
+        expected["rank"],
     )
 
     run_dir = out / "xray" / "runs" / "quick"
-    ran_benchmark = False
-    if not args.skip_benchmark and importlib.util.find_spec("enrich.cli.benchmark") is not None:
+    if run_benchmark:
         _step(
             "the quick proof: ENRICH vs random, trained models, statistics, report",
             [
@@ -114,13 +236,15 @@ def main(argv: list[str] | None = None) -> int:
                 str(out / "xray"),
                 "--config",
                 "quick",
+                "--threads",
+                str(threads),
                 "--out",
                 str(run_dir),
             ],
+            expected["benchmark"],
         )
-        ran_benchmark = True
 
-    _summary(red_dir, order, run_dir if ran_benchmark else None, time.perf_counter() - t0)
+    _summary(red_dir, order, run_dir if run_benchmark else None, time.perf_counter() - t0)
     return 0
 
 

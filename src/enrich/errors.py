@@ -18,9 +18,13 @@ class MissingExtraError(ImportError):
     """An optional dependency is missing; the message says which extra to install."""
 
     def __init__(self, module: str, extra: str) -> None:
-        super().__init__(
-            f"{module} is not installed; run `pip install 'enrich[{extra}]'` to use this feature"
-        )
+        hint = f"pip install 'enrich-imaging[{extra}]'"
+        if extra == "torch":  # a plain `pip install torch` on Linux is a multi-GB CUDA build
+            hint = (
+                "pip install torch --index-url https://download.pytorch.org/whl/cpu` "
+                f"(or your CUDA build), then `{hint}"
+            )
+        super().__init__(f"{module} is not installed; run `{hint}` to use this feature")
         self.module = module
         self.extra = extra
 

@@ -587,3 +587,23 @@ def plot_cdf(
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+# -- `enrich.redundancy` is this module and its function ----------------------------------------
+import sys  # noqa: E402
+import types  # noqa: E402
+
+
+class _CallableModule(types.ModuleType):
+    """``enrich.redundancy`` names both this module and its main function.
+
+    Which one ``enrich.redundancy`` is would depend on import order (importing the submodule
+    first made ``enrich.redundancy(X)`` fail, and ``enrich.redundancy.plot_cdf`` failed the
+    other way round), so the module is callable: both spellings work in any order.
+    """
+
+    def __call__(self, X: Any, **kwargs: Any) -> RedundancyResult:
+        return redundancy(X, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

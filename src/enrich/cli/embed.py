@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
+
+from enrich._threads import parse_threads
 
 __all__ = ["add_arguments", "run"]
 
@@ -153,11 +156,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "SEG, RTDOSE (the others hold no image), a SOP Class UID, or 'all'",
     )
     parser.add_argument(
+        "--labels-from-folder",
+        action="store_true",
+        help="label each image with the name of the folder holding it "
+        "(normal/a.png → normal); stored in the manifest's label column",
+    )
+    parser.add_argument(
+        "--threads",
+        type=parse_threads,
+        default="auto",
+        metavar="N",
+        help="CPU threads for the β-VAE (default auto: the cores free now, from the "
+        "affinity mask and the load average)",
+    )
+    parser.add_argument(
+        "--model-from",
+        metavar="DIR",
+        help="use the model saved in DIR (e.g. another workspace's model/) instead of "
+        "training, when it was trained on the same images with the same options",
+    )
+    parser.add_argument(
         "--retrain",
         action="store_true",
-        help="train a new model even if the workspace's model matches",
+        help="train a new model from scratch even if the workspace's (or --model-from) "
+        "model matches, discarding an interrupted training's checkpoint",
     )
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress (bars or log lines)"
+    )
     from enrich.distributed import add_engine_arguments
 
     add_engine_arguments(parser)
@@ -233,7 +259,8 @@ def run(args: argparse.Namespace) -> int:
     existed, folder_existed = ws.is_workspace(), ws.path.is_dir()
     ws = Workspace.create(ws.path)
     try:
-        with ws.lock():
+        with ws.lock(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
             summary = embed_sources(
                 args.sources,
                 ws,
@@ -246,14 +273,20 @@ def run(args: argparse.Namespace) -> int:
                 device=args.device,
                 batch_size=args.batch_size,
                 retrain=args.retrain,
-                progress=not args.quiet and sys.stderr.isatty(),
+                progress=not args.quiet,
                 shard_map=shard_map,
+                threads=args.threads,
+                model_from=args.model_from,
+                labels_from_folder=args.labels_from_folder,
             )
     except BaseException:
         if not existed:
             ws.remove_if_unused(keep_folder=folder_existed)
         raise
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            print(f"warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     print(summary.line())
-    for warning in summary.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
     return 0

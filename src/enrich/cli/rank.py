@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--budget", type=int, metavar="K", help="images to pick (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the random seed set")
+    # the registry's names are data: listing them loads no strategy module (and no numba)
     from enrich.select import SELECTORS
 
     parser.add_argument(

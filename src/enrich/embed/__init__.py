@@ -1,7 +1,7 @@
 """Embedders: preprocessed 64×64 images → vectors.
 
 - ``betavae``: the β-VAE of Burgess et al. (2018) that the ENRICH paper used; the
-  embedding is the 128-d latent mean (needs torch: ``pip install 'enrich[torch]'``).
+  embedding is the 128-d latent mean (needs torch: ``pip install 'enrich-imaging[torch]'``).
 - ``pixels``: downsampled pixels + PCA, a fast baseline with no training loop.
 
 All share :class:`~enrich.embed.base.Embedder`: ``fit(images)``, ``transform(images)``,

@@ -10,6 +10,13 @@ images. Anything else (a new seed, another embedder, other preprocessing, ``retr
 trains a new model and embeds everything again. Images are known by id (their path), so
 a file rewritten in place keeps its old vector: pass ``retrain=True`` (``--retrain``) after
 editing images.
+
+``model_from=FOLDER`` (``--model-from``) offers a model trained elsewhere (another
+workspace's ``model/``, or the demo's shipped models): it is used instead of training only
+when its embedder, options and preprocessing match and its recorded data fingerprint equals
+that of the training images this run would pick (pixels and ids), i.e. when training here
+would have seen exactly the same images. The β-VAE's training is checkpointed every epoch
+in ``WS/model/training-checkpoint.pt``; an interrupted run resumes from it when rerun.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +40,7 @@ from enrich.embed.base import CONFIG_FILE, Embedder, read_config
 from enrich.embed.registry import get_embedder_class
 from enrich.embeddings import Embeddings, load_embeddings
 from enrich.errors import EnrichError
+from enrich.io._discover import IGNORED_REASON
 from enrich.io._paths import text_path
 from enrich.workspace import Workspace
 
@@ -41,7 +50,20 @@ if TYPE_CHECKING:
     from enrich.io import SkippedImages
     from enrich.preprocess import Preprocess
 
-__all__ = ["EmbedSummary", "embed_sources", "read_batches", "read_images"]
+__all__ = [
+    "MIN_RELIABLE_TRAIN",
+    "EmbedSummary",
+    "embed_sources",
+    "read_batches",
+    "read_images",
+]
+
+#: Below this many training images the β-VAE's embedding may be unreliable: a 200-image
+#: PneumoniaMNIST model gave a median max similarity of 0.976 and near-duplicate groups that
+#: mixed classes (the paper trained on 5,000). ``enrich embed`` warns and says so in
+#: ``embeddings.json``.
+MIN_RELIABLE_TRAIN = 1000
+CHECKPOINT_FILE = "training-checkpoint.pt"
 
 
 @dataclass
@@ -59,14 +81,21 @@ class EmbedSummary:
     seconds: float
     details: dict[str, Any] = field(default_factory=dict)
     #: One line each: what the user should know (too few training images, reader warnings).
+    n_ignored: int = 0  # files in the folders that no reader handles (also in skipped.csv)
+    model_source: str | None = None  # the --model-from folder whose model was used
     warnings: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         """The one summary line the CLI prints."""
         ws = Path(self.workspace)
-        model = "reused model" if self.model_reused else f"trained on {self.n_train}"
+        if self.model_source is not None:
+            model = f"model from {self.model_source}"
+        else:
+            model = "reused model" if self.model_reused else f"trained on {self.n_train}"
         skipped = f"{self.n_skipped} skipped"
-        if self.n_skipped:
+        if self.n_ignored:
+            skipped += f", {self.n_ignored} ignored ({IGNORED_REASON})"
+        if self.n_skipped or self.n_ignored:
             skipped += f" → {ws / Workspace.SKIPPED}"
         return (
             f"embedded {self.n_images} images ({self.n_new} new, {skipped}) with {self.embedder} "
@@ -90,6 +119,9 @@ def embed_sources(
     retrain: bool = False,
     progress: bool = True,
     shard_map: Callable[..., tuple[list[str], np.ndarray, list[SkippedImages]]] | None = None,
+    threads: int | str | None = None,
+    model_from: str | os.PathLike[str] | None = None,
+    labels_from_folder: bool = False,
 ) -> EmbedSummary:
     """Discover, preprocess and embed images into a workspace.
 
@@ -116,14 +148,24 @@ def embed_sources(
     batch_size : int
         Images read and embedded per batch.
     retrain : bool
-        Train a new model even when the saved one matches.
+        Train a new model even when the saved one (or `model_from`) matches, from scratch
+        (an interrupted training's checkpoint is discarded).
     progress : bool
-        Progress bars on stderr.
+        Progress on stderr: bars on a terminal, plain lines every few seconds in a log.
     shard_map : callable, optional
         Embeds the images still to embed elsewhere (``--engine dask``:
         :func:`enrich.distributed.embed.embed_shards`), called as
         ``shard_map(rows, preprocess, read_options, model_dir, embedder_class, batch_size)``
         after the model is trained and saved; returns ``(ids, vectors, skipped)``.
+    threads : int or "auto", optional
+        torch threads (``"auto"``: the cores free now, see :func:`enrich._threads.free_cores`);
+        None leaves torch's setting alone. Recorded in ``embeddings.json``.
+    model_from : path, optional
+        A saved model folder to use instead of training, when it was trained on exactly the
+        images and options this run would train on (see the module docstring).
+    labels_from_folder : bool
+        Set every image's label to the name of the folder holding its file
+        (``pneumonia/x1.png`` → ``pneumonia``), replacing labels from files or manifests.
 
     Returns
     -------
@@ -156,7 +198,13 @@ def embed_sources(
     discovery = io.discover(list(sources), **dopts)
     ws = Workspace.create(ws.path)
     manifest = discovery.manifest.reset_index(drop=True)
+    if labels_from_folder:
+        manifest = _labels_from_folder(manifest)
+    ignored = discovery.ignored
+    n_ignored = 0 if ignored is None else len(ignored)
     skipped = [discovery.skipped]
+    if ignored is not None:
+        skipped.append(ignored)
     if len(manifest) == 0:
         ws.write_skipped(_concat_skipped(skipped))
         n_bad = len(discovery.skipped)
@@ -166,9 +214,17 @@ def embed_sources(
         )
 
     # -- the model: reuse or train ---------------------------------------------------------
+    n_threads = None
+    if threads is not None:
+        from enrich._threads import set_torch_threads
+
+        n_threads = set_torch_threads(threads)
     options = dict(embedder_options or {})
     options["seed"] = seed
-    runtime = _runtime_options(cls, device=device, progress=progress)
+    checkpoint = ws.model_dir / CHECKPOINT_FILE
+    if retrain:
+        checkpoint.unlink(missing_ok=True)
+    runtime = _runtime_options(cls, device=device, progress=progress, checkpoint=str(checkpoint))
     candidate = cls(**options, **runtime)
     # What, besides the embedder's own options, decides the vectors: reusing a model (and
     # its vectors) needs the same preprocessing, subset size and reader options (a NIfTI
@@ -187,7 +243,8 @@ def embed_sources(
         and _jsonable(saved.get("pipeline")) == _jsonable(pipeline)
     )
     n_train = 0
-    warnings: list[str] = []
+    notes: list[str] = []  # one line each for the user: also warnings.warn'd at the end
+    source: str | None = None
     if reuse:
         model = cls.load(ws.model_dir, **runtime)
         n_train = int(model.fit_info_.get("n_train", 0))
@@ -205,12 +262,31 @@ def embed_sources(
                 + (f"; first failure {first.source_path}: {first.reason}" if first else "")
                 + f" (all in {ws.skipped_path})"
             )
-        warnings.extend(sample.warnings(int(max_train), len(manifest)))
-        model = candidate.fit(train_images, ids=train_ids)
-        del train_images
+        notes.extend(sample.warnings(int(max_train), len(manifest)))
         n_train = len(train_ids)
+        offered = None
+        if model_from is not None and not retrain:
+            offered = _matching_model(
+                Path(model_from), cls, candidate, pipeline, train_images, train_ids, progress
+            )
+        if offered is not None:
+            model = cls.load(offered, **runtime)
+            source = str(model_from)
+            reuse = True
+        else:
+            if progress and hasattr(candidate, "max_epochs"):
+                _note(
+                    f"training the {cls.name} on {n_train:,} images "
+                    f"({_plural(n_threads or _torch_threads() or 1, 'thread')}); progress follows, "
+                    "interrupt at any time and rerun to resume"
+                )
+            model = candidate.fit(train_images, ids=train_ids)
+        del train_images
         # The pipeline (preprocessing, subset size) is part of what makes the model reusable.
-        model.save(ws.model_dir, extra={"pipeline": pipeline})
+        extra: dict[str, Any] = {"pipeline": pipeline}
+        if source is not None:
+            extra["copied_from"] = source
+        model.save(ws.model_dir, extra=extra)
     model_fp = _file_fingerprint(ws.model_dir / CONFIG_FILE)
 
     # -- vectors we can keep ---------------------------------------------------------------
@@ -277,17 +353,28 @@ def embed_sources(
         model_reused=reuse,
         n_train=n_train,
         seconds=0.0,
-        warnings=warnings,
+        warnings=notes,
+        n_ignored=n_ignored,
+        model_source=source,
     )
     reader_warnings = _reader_warnings(discovery.warnings, read_warnings)
     if reader_warnings["count"]:
         (path, first), n_files = reader_warnings["first"], reader_warnings["n_files"]
-        warnings.append(
+        notes.append(
             f"the image readers warned {reader_warnings['count']} time(s) about {n_files} "
             f"file(s) (first: {path}: {first}); all are listed in {ws.embeddings_info_path}"
         )
+    too_few = n_train < MIN_TRAIN_IMAGES <= int(max_train)  # already said by the sample
+    if cls.name == "betavae" and 0 < n_train < MIN_RELIABLE_TRAIN and not too_few:
+        notes.append(
+            f"the β-VAE was trained on only {n_train:,} images (fewer than "
+            f"{MIN_RELIABLE_TRAIN:,}; the paper used 5,000): its embedding may be unreliable, "
+            "with similarities near 1 and near-duplicate groups that mix classes"
+        )
+    for message in summary.warnings:
+        warnings.warn(message, UserWarning, stacklevel=2)
     all_skipped = _concat_skipped(skipped)
-    summary.n_skipped = len(all_skipped)
+    summary.n_skipped = len(all_skipped) - n_ignored
     summary.seconds = round(time.perf_counter() - start, 3)
     record = {
         "embedder": cls.name,
@@ -297,10 +384,16 @@ def embed_sources(
         "model_reused": reuse,
         "n_new": summary.n_new,
         "n_skipped": summary.n_skipped,
+        "n_ignored": n_ignored,
         "n_train": n_train,
+        "small_training_set": bool(cls.name == "betavae" and 0 < n_train < MIN_RELIABLE_TRAIN),
+        "min_reliable_train": MIN_RELIABLE_TRAIN,
+        "warnings": summary.warnings,
+        "threads": n_threads if n_threads is not None else _torch_threads(),
+        "model_from": source,
+        "labels_from_folder": bool(labels_from_folder),
         "seconds": summary.seconds,
         "sources": [text_path(s) for s in sources],
-        "warnings": warnings,
         "reader_warnings": reader_warnings["records"],
     }
     # Embeddings first, manifest last: an interrupted run leaves every manifest row embedded.
@@ -329,9 +422,8 @@ def read_batches(
     ``read_options`` are the readers' options from discovery (``Discovery.options``).
     The reader libraries' warnings go to `warnings` (``(source_path, warning)``), not stderr.
     """
-    from tqdm.auto import tqdm
-
     from enrich import io
+    from enrich._progress import Progress
 
     stream = io.read_frames(
         manifest,
@@ -341,14 +433,7 @@ def read_batches(
     )
     buf = np.empty((batch_size, 64, 64), np.float32)
     ids: list[str] = []
-    bar = tqdm(
-        total=len(manifest),
-        desc="embed",
-        unit="img",
-        file=sys.stderr,
-        disable=not progress or len(manifest) == 0,
-        leave=False,
-    )
+    bar = Progress(len(manifest), "embed", "images", enabled=progress and len(manifest) > 0)
     try:
         for image_id, image in stream:
             buf[len(ids)] = image
@@ -358,6 +443,8 @@ def read_batches(
                 bar.update(len(ids))
                 buf = np.empty_like(buf)  # the consumer may keep the last batch
                 ids = []
+            elif len(ids) % 16 == 0:
+                bar.poll()  # a slow reader (big DICOM, video) still shows life in a log
         if ids:
             yield ids, buf[: len(ids)]
             bar.update(len(ids))
@@ -532,10 +619,70 @@ def _saved_config(model_dir: Path) -> dict[str, Any] | None:
         raise EnrichError(f"{exc}; rerun with --retrain to train and save a new model") from None
 
 
-def _runtime_options(cls: type[Embedder], *, device: str, progress: bool) -> dict[str, Any]:
-    """The options of `cls` that do not define the model (device, progress bar)."""
+def _runtime_options(cls: type[Embedder], **options: Any) -> dict[str, Any]:
+    """The options of `cls` that do not define the model (device, progress, checkpoint)."""
     accepted = inspect.signature(cls.__init__).parameters
-    return {k: v for k, v in {"device": device, "progress": progress}.items() if k in accepted}
+    return {k: v for k, v in options.items() if k in accepted}
+
+
+def _torch_threads() -> int | None:
+    if "torch" not in sys.modules:
+        return None
+    return int(sys.modules["torch"].get_num_threads())
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _matching_model(
+    folder: Path,
+    cls: type[Embedder],
+    candidate: Embedder,
+    pipeline: dict[str, Any],
+    train_images: np.ndarray,
+    train_ids: list[str],
+    progress: bool,
+) -> Path | None:
+    """`folder` if its saved model is what training here would make, else None (says why)."""
+    from enrich.embed.base import data_fingerprint
+
+    saved = read_config(folder)
+    why = None
+    if saved is None:
+        why = f"no saved model ({CONFIG_FILE} is missing)"
+    elif saved.get("embedder") != cls.name:
+        why = f"it holds a {saved.get('embedder')!r} model, not {cls.name!r}"
+    elif _jsonable(saved.get("params")) != _jsonable(candidate.params()):
+        why = "its options differ"
+    elif _jsonable(saved.get("pipeline")) != _jsonable(pipeline):
+        why = "its preprocessing or training-set size differs"
+    elif saved.get("data_fingerprint") != data_fingerprint(train_images, train_ids):
+        why = "it was trained on other images (data fingerprint differs)"
+    if why is None:
+        return folder
+    if progress:
+        _note(f"not using the model in {folder}: {why}; training a new one")
+    return None
+
+
+def _labels_from_folder(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Each image's label: the name of the folder holding its file."""
+    out = manifest.copy()
+    out["label"] = [Path(p).parent.name or None for p in out["source_path"].tolist()]
+    labels = set(out["label"].dropna().tolist())
+    if len(labels) < 2:
+        warnings.warn(
+            f"labels from folders: every image is in a folder named {sorted(labels)}; "
+            "put each class in its own sub-folder (e.g. normal/, pneumonia/)",
+            UserWarning,
+            stacklevel=3,
+        )
+    return out
 
 
 def _jsonable(obj: Any) -> Any:

@@ -1,4 +1,14 @@
-"""Training the β-VAE: a held-out split, early stopping on validation loss, a progress bar.
+"""Training the β-VAE: a held-out split, early stopping on validation loss, progress, resume.
+
+Progress goes to stderr: a bar on a terminal, plain lines every few seconds in a log
+(:class:`enrich._progress.Progress`), so a long training shows life even inside an epoch.
+
+With ``checkpoint=PATH`` the whole training state (weights, optimizer, best epoch so far,
+history, the random generators' states) is written atomically at the end of every epoch. A
+run stopped by Ctrl-C, SIGTERM or a crash leaves the last complete epoch there, and calling
+again with the same data and options resumes from it, giving the same model as a run that
+was never stopped. The checkpoint is keyed on the training data and options: anything else
+starts afresh. It is deleted once training ends.
 
 Everything random (initial weights, the validation split, the batch order, the
 reparameterisation noise) comes from the one ``seed``, through ``torch.Generator`` and
@@ -8,16 +18,25 @@ seed gives the same weights, so the same embeddings.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
+import json
 import math
+import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from enrich._atomic import atomic_path
+from enrich._progress import Progress
 from enrich.embed.betavae import LIKELIHOODS, BetaVAE, betavae_loss
 from enrich.errors import EnrichError
 
@@ -35,11 +54,13 @@ class TrainResult:
     best_epoch: int
     best_val_loss: float
     stopped: str  # "early_stopping", "max_epochs" or "time_limit"
-    seconds: float
+    seconds: float  # this call's training time, plus the interrupted runs' it resumed from
     device: str
     n_fit: int  # images the gradient steps saw
     n_val: int  # held-out images for early stopping
     history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from_epoch: int = 0  # the epochs a checkpoint supplied (0: trained from scratch)
+    threads: int = 0  # torch intra-op threads during training
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +100,7 @@ def train_betavae(
     max_seconds: float | None = None,
     device: str | torch.device = "auto",
     progress: bool = True,
+    checkpoint: str | os.PathLike[str] | None = None,
 ) -> tuple[BetaVAE, TrainResult]:
     """Train a :class:`BetaVAE` with early stopping on a held-out split.
 
@@ -112,7 +134,11 @@ def train_betavae(
     device : str
         ``"auto"``, ``"cpu"`` or ``"cuda"``.
     progress : bool
-        Show a tqdm bar (stderr) with the epoch and the losses.
+        Show progress on stderr: a bar on a terminal, plain lines in a log.
+    checkpoint : path, optional
+        Write the training state here after every epoch, and resume from it when it holds
+        an earlier, interrupted call on the same images with the same options. Deleted when
+        training ends.
 
     Returns
     -------
@@ -120,8 +146,6 @@ def train_betavae(
         In eval mode, on CPU, with the weights of the best validation epoch.
     result : TrainResult
     """
-    from tqdm.auto import tqdm
-
     images = np.ascontiguousarray(images, dtype=np.float32)
     n = len(images)
     if n < 2:
@@ -157,69 +181,127 @@ def train_betavae(
     history: list[dict[str, float]] = []
     best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(model.state_dict())
     stopped, since_best = "max_epochs", 0
-    start = time.perf_counter()
-    bar = tqdm(
-        total=max_epochs,
-        desc="β-VAE",
-        unit="epoch",
-        file=sys.stderr,
-        disable=not progress,
-        leave=False,
+    ckpt = None if checkpoint is None else os.fspath(checkpoint)
+    key = _checkpoint_key(
+        images,
+        latent_dim=latent_dim,
+        beta=beta,
+        likelihood=likelihood,
+        seed=seed,
+        val_fraction=val_fraction,
+        batch_size=batch_size,
+        lr=lr,
+        min_epoch_images=min_epoch_images,
     )
+    done_before, seconds_before = 0, 0.0
+    state = _read_checkpoint(ckpt, key) if ckpt is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        best_state = state["best_state"]
+        best_loss, best_epoch = float(state["best_loss"]), int(state["best_epoch"])
+        since_best, history = int(state["since_best"]), list(state["history"])
+        shuffle_gen.set_state(state["shuffle_gen"])
+        noise_gen.set_state(state["noise_gen"])
+        done_before, seconds_before = len(history), float(state["seconds"])
+    start = time.perf_counter()
+    bar = Progress(max_epochs, "β-VAE", "epochs", enabled=progress, initial=done_before)
+    if done_before:
+        _note(progress, f"β-VAE: resuming from epoch {done_before} of an interrupted run ({ckpt})")
+    epoch = done_before
     try:
-        for epoch in range(1, max_epochs + 1):
-            model.train()
-            order = torch.cat(
-                [torch.randperm(len(x_train), generator=shuffle_gen) for _ in range(passes)]
-            ).to(dev)
-            total, count = 0.0, 0
-            for b in range(0, len(order), batch_size):
-                xb = x_train[order[b : b + batch_size]]
-                logits, mu, logvar = model(xb, generator=noise_gen)
-                loss, _, _ = betavae_loss(logits, xb, mu, logvar, beta=beta, likelihood=likelihood)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(xb)
-                count += len(xb)
-            train_loss = total / count
-            val_loss, val_recon, val_kl = _evaluate(
-                model,
-                x_val,
-                beta=beta,
-                likelihood=likelihood,
-                batch_size=256,
-                generator=_generator(dev, int(seed) + 3),
+        with _sigterm_as_interrupt():
+            # A resumed run that had already met a stopping rule goes straight to the end.
+            finished = done_before > 0 and (
+                since_best >= patience
+                or (max_seconds is not None and seconds_before >= max_seconds)
             )
-            history.append(
-                {
-                    "epoch": epoch,
-                    "train_loss": train_loss,
-                    "val_loss": val_loss,
-                    "val_recon": val_recon,
-                    "val_kl": val_kl,
-                }
-            )
-            if val_loss < best_loss - min_delta * abs(best_loss if math.isfinite(best_loss) else 0):
-                best_loss, best_epoch, since_best = val_loss, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                since_best += 1
-            bar.set_postfix(
-                train=f"{train_loss:.1f}", val=f"{val_loss:.1f}", best=best_epoch, refresh=False
-            )
-            bar.update(1)
-            if not math.isfinite(train_loss):
-                raise EnrichError(
-                    f"β-VAE training diverged at epoch {epoch} (loss {train_loss}); "
-                    "try a smaller beta or check the images are in [0, 1]"
+            if finished:
+                stopped = "early_stopping" if since_best >= patience else "time_limit"
+            for epoch in range(done_before + 1, max_epochs + 1):
+                if finished:
+                    break
+                model.train()
+                order = torch.cat(
+                    [torch.randperm(len(x_train), generator=shuffle_gen) for _ in range(passes)]
+                ).to(dev)
+                total, count = 0.0, 0
+                for b in range(0, len(order), batch_size):
+                    xb = x_train[order[b : b + batch_size]]
+                    logits, mu, logvar = model(xb, generator=noise_gen)
+                    loss, _, _ = betavae_loss(
+                        logits, xb, mu, logvar, beta=beta, likelihood=likelihood
+                    )
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    total += loss.item() * len(xb)
+                    count += len(xb)
+                    bar.poll(f"epoch {epoch}: {count:,}/{len(order):,} images")
+                train_loss = total / count
+                val_loss, val_recon, val_kl = _evaluate(
+                    model,
+                    x_val,
+                    beta=beta,
+                    likelihood=likelihood,
+                    batch_size=256,
+                    generator=_generator(dev, int(seed) + 3),
                 )
-            if since_best >= patience:
-                stopped = "early_stopping"
-                break
-            if max_seconds is not None and time.perf_counter() - start >= max_seconds:
-                stopped = "time_limit"
-                break
+                history.append(
+                    {
+                        "epoch": epoch,
+                        "train_loss": train_loss,
+                        "val_loss": val_loss,
+                        "val_recon": val_recon,
+                        "val_kl": val_kl,
+                    }
+                )
+                threshold = min_delta * abs(best_loss if math.isfinite(best_loss) else 0)
+                if val_loss < best_loss - threshold:
+                    best_loss, best_epoch, since_best = val_loss, epoch, 0
+                    best_state = copy.deepcopy(model.state_dict())
+                else:
+                    since_best += 1
+                bar.update(
+                    1, note=f"train {train_loss:.1f}, val {val_loss:.1f}, best epoch {best_epoch}"
+                )
+                if not math.isfinite(train_loss):
+                    raise EnrichError(
+                        f"β-VAE training diverged at epoch {epoch} (loss {train_loss}); "
+                        "try a smaller beta or check the images are in [0, 1]"
+                    )
+                elapsed = seconds_before + time.perf_counter() - start
+                if ckpt is not None:
+                    _write_checkpoint(
+                        ckpt,
+                        {
+                            "key": key,
+                            "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "best_state": best_state,
+                            "best_loss": best_loss,
+                            "best_epoch": best_epoch,
+                            "since_best": since_best,
+                            "history": history,
+                            "shuffle_gen": shuffle_gen.get_state(),
+                            "noise_gen": noise_gen.get_state(),
+                            "seconds": elapsed,
+                        },
+                    )
+                if since_best >= patience:
+                    stopped = "early_stopping"
+                    break
+                if max_seconds is not None and elapsed >= max_seconds:
+                    stopped = "time_limit"
+                    break
+    except KeyboardInterrupt:
+        if ckpt is not None and len(history) > 0:
+            _note(
+                True,
+                f"β-VAE training stopped during epoch {epoch}; epochs 1-{len(history)} are saved "
+                f"in {ckpt}: run the same command again to resume",
+            )
+        raise
     finally:
         bar.close()
     model.load_state_dict(best_state)
@@ -229,13 +311,85 @@ def train_betavae(
         best_epoch=best_epoch,
         best_val_loss=float(best_loss),
         stopped=stopped,
-        seconds=round(time.perf_counter() - start, 3),
+        seconds=round(seconds_before + time.perf_counter() - start, 3),
         device=str(dev),
         n_fit=len(train_idx),
         n_val=n_val,
         history=history,
+        resumed_from_epoch=done_before,
+        threads=torch.get_num_threads(),
     )
+    if ckpt is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(ckpt)
     return model, result
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+_CHECKPOINT_VERSION = 1
+
+
+def _checkpoint_key(images: np.ndarray, **options: Any) -> str:
+    """What a checkpoint must match to be resumed: the images and every training option.
+
+    ``max_epochs``, ``patience``, ``min_delta`` and ``max_seconds`` are left out: they only
+    say when to stop, so a run may be resumed with a longer budget.
+    """
+    h = hashlib.sha256()
+    h.update(json.dumps({"v": _CHECKPOINT_VERSION, **options}, sort_keys=True).encode())
+    h.update(str(images.shape).encode())
+    h.update(np.ascontiguousarray(images).reshape(-1).view(np.uint8).data)
+    return h.hexdigest()[:24]
+
+
+def _read_checkpoint(path: str, key: str) -> dict[str, Any] | None:
+    """The saved state if `path` holds a checkpoint of this training, else None."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a torn or foreign file: start afresh, say so
+        print(f"β-VAE: ignoring unreadable checkpoint {path} ({exc})", file=sys.stderr)
+        return None
+    if not isinstance(state, dict) or state.get("key") != key:
+        print(
+            f"β-VAE: {path} is a checkpoint of other images or options; training from scratch",
+            file=sys.stderr,
+        )
+        return None
+    return state
+
+
+def _write_checkpoint(path: str, state: dict[str, Any]) -> None:
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(state, tmp)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, a job scheduler, ``timeout``) raises KeyboardInterrupt while training,
+    so it stops as cleanly as Ctrl-C: the last epoch's checkpoint is complete either way."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError):  # not allowed here (e.g. an embedded interpreter)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _note(enabled: bool, message: str) -> None:
+    if enabled:
+        print(message, file=sys.stderr, flush=True)
 
 
 @torch.no_grad()

@@ -60,7 +60,10 @@ class BetaVAEEmbedder(Embedder):
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``. Not part of the model's
         identity: a model trained on GPU is reused on CPU.
     progress : bool
-        Show the training progress bar on stderr.
+        Show training progress on stderr (a bar on a terminal, plain lines in a log).
+    checkpoint : str, optional
+        Save the training state here every epoch and resume an interrupted training from it
+        (see :func:`enrich.embed.train.train_betavae`). Not part of the model's identity.
 
     Examples
     --------
@@ -89,6 +92,7 @@ class BetaVAEEmbedder(Embedder):
         device: str = "auto",
         progress: bool = True,
         encode_batch_size: int = 64,
+        checkpoint: str | None = None,
     ) -> None:
         super().__init__(seed=seed)
         self.latent_dim = latent_dim
@@ -104,6 +108,7 @@ class BetaVAEEmbedder(Embedder):
         self.device = device
         self.progress = progress
         self.encode_batch_size = encode_batch_size
+        self.checkpoint = checkpoint
         self.model_: BetaVAE | None = None
         self._device: Any = None  # torch.device used for encoding, resolved lazily
 
@@ -150,6 +155,7 @@ class BetaVAEEmbedder(Embedder):
             max_seconds=self.max_seconds,
             device=self.device,
             progress=self.progress,
+            checkpoint=self.checkpoint,
         )
         self._set_model(model)
         self.fit_info_ = {"n_train": len(images), **result.to_dict()}  # n_train = n_fit + n_val

@@ -187,8 +187,12 @@ def _stderr(message: str) -> None:
 def _versions() -> dict[str, str]:
     from importlib import metadata
 
-    out = {"python": platform.python_version()}
-    for pkg in ("enrich", "numpy", "scipy", "pandas", "numba", "torch", "monai"):
+    from enrich import __version__
+
+    # This package's own version, not metadata.version("enrich"): the distribution is
+    # enrich-imaging, and PyPI's unrelated `enrich` may be what that name finds.
+    out = {"python": platform.python_version(), "enrich": __version__}
+    for pkg in ("numpy", "scipy", "pandas", "numba", "torch", "monai"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -323,7 +327,9 @@ def _run_benchmark(
             raise EnrichError(
                 f"{data.source}: no labels: the manifest's 'label' column is "
                 f"{'missing' if 'label' not in man.columns else 'empty'}; classification "
-                "needs a label per image (add it when embedding, e.g. from folder names)"
+                "needs a label per image (add it when embedding: `enrich embed "
+                "--labels-from-folder` for class sub-folders, or a CSV manifest with a "
+                "'label' column)"
             )
         codes, classes = encode_labels(man["label"].tolist())
         keep = np.flatnonzero(codes >= 0)
@@ -466,6 +472,7 @@ def _run_benchmark(
             "torch_deterministic_algorithms": True,
             "cudnn_deterministic": True,
         },
+        "threads": cfg.train.threads,  # torch threads per model
         "started": (meta_old or {}).get("started") or _now(),
         "finished": None,
         "warnings": warns,
@@ -1002,11 +1009,10 @@ class _NoBar:
 def _progress(total: int, enabled: bool) -> Any:
     if not enabled or not sys.stderr.isatty():  # no bar redrawn into a log file
         return _NoBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        return _NoBar()
-    return tqdm(total=total, unit="model", file=sys.stderr, dynamic_ncols=True)
+    from enrich._progress import Progress
+
+    # A bar on a terminal, plain lines in a log every few seconds, even within a slow model.
+    return Progress(total, "benchmark", "models")
 
 
 def _count_status(path: Path) -> tuple[int, int]:

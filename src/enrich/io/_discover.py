@@ -41,6 +41,8 @@ MANIFEST_COLUMNS = (
 SKIPPED_COLUMNS = ("source_path", "reason")
 #: The columns of the reader warnings (:attr:`Discovery.warnings`).
 WARNING_COLUMNS = ("source_path", "warning")
+#: The ``skipped.csv`` reason of files in a source folder that no reader handles.
+IGNORED_REASON = "not an image format"
 _CSV_OPTIONAL = ("patient_id", "clip_id", "label", "split", "frame")
 
 
@@ -63,12 +65,16 @@ class Discovery:
     warnings : DataFrame or None
         ``source_path, warning``: what the reader libraries warned about while reading
         headers (collected, not printed), pydicom's included.
+    ignored : DataFrame or None
+        ``source_path, reason``: files in the source folders that no reader handles (reason
+        :data:`IGNORED_REASON`); ``enrich embed`` lists them in ``skipped.csv``.
     """
 
     manifest: pd.DataFrame
     skipped: pd.DataFrame
     options: dict[str, Any] = field(default_factory=dict)
     warnings: pd.DataFrame | None = None
+    ignored: pd.DataFrame | None = None
 
     def read_frames(self, **kwargs: Any) -> FrameStream:
         """:func:`enrich.io.read_frames` on this manifest, with the discovery's options."""
@@ -299,8 +305,9 @@ def discover(
     Ids are stable: the file's path relative to its source folder (for a file source, its
     name; for a CSV manifest, relative to the CSV's folder), plus ``#<key>`` for files that
     hold several images (``echo/a.dcm#17``, ``vol.nii.gz#40``, ``data.npz#train/17``).
-    Files with an unknown suffix inside folders are ignored (DICOM files are recognised by
-    content); a named file that no reader handles is skipped with its reason.
+    Files with an unknown suffix inside folders are not read (DICOM files are recognised by
+    content) and are listed in ``ignored`` as "not an image format"; hidden files are not
+    listed. A named file that no reader handles is skipped with its reason.
 
     Examples
     --------
@@ -325,6 +332,7 @@ def discover(
         raise EnrichError("no sources given; expected folders, image files or CSV manifests")
 
     skipped: list[tuple[str, str]] = []
+    ignored: list[tuple[str, str]] = []
     columns: dict[str, list[Any]] = {c: [] for c in MANIFEST_COLUMNS}
     seen: dict[str, str] = {}  # id → source_path
     seen_frames: dict[tuple[str, int], dict[str, Any]] = {}  # → the manifest values given
@@ -340,11 +348,11 @@ def discover(
         entries: list[_Entry] = []
         if src_path.is_dir():
             root = src_path.absolute()
-            entries = [
-                _Entry(p, root, rd, source=str(src))
-                for p in _walk(root, skipped, excluded)
-                if (rd := reader_for(p, readers)) is not None
-            ]
+            for p in _walk(root, skipped, excluded):
+                if (rd := reader_for(p, readers)) is not None:
+                    entries.append(_Entry(p, root, rd, source=str(src)))
+                else:  # listed, so that a user can see what was left out
+                    ignored.append((text_path(p.absolute().as_posix()), IGNORED_REASON))
             if not entries and len(skipped) == n_skipped_before:
                 looked = f"looked for {', '.join(SUFFIXES)} and DICOM files"
                 skipped.append((where, f"no images found ({looked})"))
@@ -396,7 +404,8 @@ def discover(
         for path, msgs in getattr(r, "warnings", {}).items():
             warned.extend((text_path(path), m) for m in msgs)
     warned_df = pd.DataFrame(warned, columns=list(WARNING_COLUMNS))
-    return Discovery(manifest, skipped_df, options, warned_df)
+    ignored_df = pd.DataFrame(ignored, columns=list(SKIPPED_COLUMNS))
+    return Discovery(manifest, skipped_df, options, warned_df, ignored_df)
 
 
 def _modalities(modality: str | Sequence[str] | None) -> frozenset[str] | None:

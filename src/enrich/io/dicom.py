@@ -1,4 +1,5 @@
-"""DICOM through pydicom (extra ``enrich[dicom]``): single frames, cine and enhanced multi-frame.
+"""DICOM through pydicom (extra ``enrich-imaging[dicom]``): single frames, cine, enhanced
+multi-frame.
 
 - Files are found by suffix (``.dcm``, ``.dicom``) or, whatever their name, by content: the
   ``DICM`` marker at byte 128, or (files written without the 128-byte preamble and file

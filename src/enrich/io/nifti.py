@@ -1,4 +1,4 @@
-"""NIfTI volumes through nibabel (extra ``enrich[nifti]``).
+"""NIfTI volumes through nibabel (extra ``enrich-imaging[nifti]``).
 
 A volume is a clip and its 2-D slices along one spatial axis are the frames
 (``ct/vol.nii.gz#42``). ``axis`` counts the three spatial axes (default ``-1``: the last,

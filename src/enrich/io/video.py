@@ -1,4 +1,4 @@
-"""Video (AVI, MP4, MOV, MKV) through PyAV (extra ``enrich[video]``).
+"""Video (AVI, MP4, MOV, MKV) through PyAV (extra ``enrich-imaging[video]``).
 
 A video is a clip; its frames are images (``us/loop.mp4#12``, the 0-based decoded frame
 number). With ``step=k`` only every k-th frame is kept (frames 0, k, 2k, ...), and ids

@@ -1,4 +1,5 @@
-"""The MONAI Label strategy against the real monailabel LocalDatastore (enrich[monailabel])."""
+"""The MONAI Label strategy against the real monailabel LocalDatastore (enrich-imaging[monailabel]).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 pytest.importorskip(
     "monailabel.datastore.local",
-    reason="monailabel is not installed (pip install 'enrich[monailabel]')",
+    reason="monailabel is not installed (pip install 'enrich-imaging[monailabel]')",
 )
 
 from monailabel.datastore.local import LocalDatastore

@@ -159,7 +159,7 @@ def load_embeddings(path: str | os.PathLike[str]) -> Embeddings:
     if not path.exists():
         raise EnrichError(f"{path}: no such file")
     if path.is_dir():
-        if (path / "zarr.json").is_file():  # a chunked store (enrich[dask])
+        if (path / "zarr.json").is_file():  # a chunked store (enrich-imaging[dask])
             from enrich.distributed.store import load_zarr
 
             return load_zarr(path)

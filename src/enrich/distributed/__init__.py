@@ -97,7 +97,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         "--engine",
         choices=ENGINES,
         default=None,
-        help="local: this process (default); dask: Dask workers (needs enrich[dask])",
+        help="local: this process (default); dask: Dask workers (needs enrich-imaging[dask])",
     )
     group.add_argument(
         "--scheduler",

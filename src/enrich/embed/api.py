@@ -262,7 +262,10 @@ def embed_sources(
                 + (f"; first failure {first.source_path}: {first.reason}" if first else "")
                 + f" (all in {ws.skipped_path})"
             )
-        notes.extend(sample.warnings(int(max_train), len(manifest)))
+        # (the β-VAE's own, stricter warning on a small training set comes below)
+        notes.extend(
+            sample.warnings(int(max_train), len(manifest), small=cls.name != "betavae")
+        )
         n_train = len(train_ids)
         offered = None
         if model_from is not None and not retrain:
@@ -364,8 +367,7 @@ def embed_sources(
             f"the image readers warned {reader_warnings['count']} time(s) about {n_files} "
             f"file(s) (first: {path}: {first}); all are listed in {ws.embeddings_info_path}"
         )
-    too_few = n_train < MIN_TRAIN_IMAGES <= int(max_train)  # already said by the sample
-    if cls.name == "betavae" and 0 < n_train < MIN_RELIABLE_TRAIN and not too_few:
+    if cls.name == "betavae" and 0 < n_train < MIN_RELIABLE_TRAIN:
         notes.append(
             f"the β-VAE was trained on only {n_train:,} images (fewer than "
             f"{MIN_RELIABLE_TRAIN:,}; the paper used 5,000): its embedding may be unreliable, "
@@ -516,7 +518,7 @@ class _Sample:
     n_failed: int  # drawn images that could not be read
     skipped: list[SkippedImages]
 
-    def warnings(self, max_train: int, n_images: int) -> list[str]:
+    def warnings(self, max_train: int, n_images: int, *, small: bool = True) -> list[str]:
         n = len(self.ids)
         out = []
         if n < min(max_train, n_images):
@@ -524,7 +526,7 @@ class _Sample:
                 f"the model was trained on {n} images, not {min(max_train, n_images)}: "
                 f"{self.n_failed} drawn image(s) could not be read and no other was left"
             )
-        if n < MIN_TRAIN_IMAGES <= max_train:
+        if small and n < MIN_TRAIN_IMAGES <= max_train:
             out.append(
                 f"the model was trained on only {n} images (fewer than {MIN_TRAIN_IMAGES}); "
                 "its embeddings may not tell your images apart (the paper trained on 5,000)"

@@ -1007,7 +1007,7 @@ class _NoBar:
 
 
 def _progress(total: int, enabled: bool) -> Any:
-    if not enabled or not sys.stderr.isatty():  # no bar redrawn into a log file
+    if not enabled:
         return _NoBar()
     from enrich._progress import Progress
 

@@ -18,7 +18,7 @@ the labeled images and to those served recently (the exact next ENRICH pick give
 labeled), skipping images served within ``reset`` seconds as MONAI Label's epistemic
 strategy does. With nothing labeled or served it returns the lowest ENRICH rank.
 :class:`EnrichScoring` stores each image's rank as ``enrich_rank`` in the datastore's image
-info. Needs ``pip install 'enrich[monailabel]'``.
+info. Needs ``pip install 'enrich-imaging[monailabel]'``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""The MONAI Label strategy against the real monailabel LocalDatastore (enrich-imaging[monailabel]).
-"""
+"""The MONAI Label strategy against the real monailabel LocalDatastore (enrich-imaging[monailabel])."""
 
 from __future__ import annotations
 

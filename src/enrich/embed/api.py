@@ -263,9 +263,7 @@ def embed_sources(
                 + f" (all in {ws.skipped_path})"
             )
         # (the β-VAE's own, stricter warning on a small training set comes below)
-        notes.extend(
-            sample.warnings(int(max_train), len(manifest), small=cls.name != "betavae")
-        )
+        notes.extend(sample.warnings(int(max_train), len(manifest), small=cls.name != "betavae"))
         n_train = len(train_ids)
         offered = None
         if model_from is not None and not retrain:

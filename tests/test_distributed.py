@@ -223,13 +223,10 @@ def test_redundancy_on_dask_is_the_local_result(client, block: int) -> None:
 
 @pytest.mark.parametrize("method", ["representative", "components"])
 def test_redundancy_on_dask_with_exact_duplicates(client, method: str) -> None:
-    # Exact copies are ties; the engine with float64 reference ties (API 2) breaks them the
-    # same way on every CPU and for any split of the tiles, so the Dask engine must agree.
-    from enrich.distributed.redundancy import _TILE_API
+    # Exact copies are ties; both engines break them on the float64 reference similarity,
+    # the same way on every CPU and for any split of the tiles, so they must agree.
     from enrich.distributed.redundancy import redundancy as on_dask
 
-    if _TILE_API == 1:
-        pytest.skip("this in-process engine breaks float32 ties by tile (fixed by API 2)")
     X = clustered(400, 12, seed=2)
     X = np.vstack([X, X[::7], X[5::11] * 3.0, X[::9] * 1.01 + 0.02])
     for block in (32, 100):
@@ -239,6 +236,24 @@ def test_redundancy_on_dask_with_exact_duplicates(client, method: str) -> None:
         np.testing.assert_array_equal(got.nearest, want.nearest)
         np.testing.assert_array_equal(got.group, want.group)
         assert len(want.groups()) > 5
+
+
+@pytest.mark.parametrize(
+    ("option", "match"),
+    [
+        ({"group_threshold": 2}, "group_threshold=2: expected a similarity"),
+        ({"group_method": "cliques"}, "group_method='cliques': expected one of"),
+        ({"block": 0}, "block=0: expected a whole number"),
+        ({"block": 2.5}, "block=2.5: expected a whole number"),
+    ],
+)
+def test_redundancy_on_dask_rejects_what_in_process_rejects(client, option, match) -> None:
+    from enrich.distributed.redundancy import redundancy as on_dask
+
+    X = clustered(20, 4, seed=1)
+    for compute in (redundancy, lambda X, **kw: on_dask(X, client, **kw)):
+        with pytest.raises(EnrichError, match=match):
+            compute(X, **option)
 
 
 @pytest.mark.slow

@@ -453,6 +453,18 @@ def _blas_workers() -> Iterator[int]:
         yield workers
 
 
+def _check_options(group_threshold: float, group_method: str, block: int) -> None:
+    """The options' checks, shared with the Dask engine (:mod:`enrich.distributed.redundancy`)."""
+    if not -1.0 <= float(group_threshold) <= 1.0:
+        raise EnrichError(f"group_threshold={group_threshold}: expected a similarity in [-1, 1]")
+    if group_method not in GROUP_METHODS:
+        raise EnrichError(
+            f"group_method={group_method!r}: expected one of {', '.join(GROUP_METHODS)}"
+        )
+    if isinstance(block, bool) or not isinstance(block, int | np.integer) or block < 1:
+        raise EnrichError(f"block={block!r}: expected a whole number of rows >= 1")
+
+
 # --------------------------------------------------------------------------- public API
 def redundancy(
     X: Any,
@@ -498,14 +510,7 @@ def redundancy(
     >>> r.max_similarity.astype(float).round(2).tolist(), r.nearest.tolist()
     ([0.8, 0.8, 0.6], [1, 0, 1])
     """
-    if not -1.0 <= float(group_threshold) <= 1.0:
-        raise EnrichError(f"group_threshold={group_threshold}: expected a similarity in [-1, 1]")
-    if group_method not in GROUP_METHODS:
-        raise EnrichError(
-            f"group_method={group_method!r}: expected one of {', '.join(GROUP_METHODS)}"
-        )
-    if isinstance(block, bool) or not isinstance(block, int | np.integer) or block < 1:
-        raise EnrichError(f"block={block!r}: expected a whole number of rows >= 1")
+    _check_options(group_threshold, group_method, block)
     Xn = normalize_rows(check_vectors(X))
     n = len(Xn)
     block = int(min(block, n))

@@ -100,15 +100,9 @@ def embed_shards(
     ``--engine dask``. Shards default to four per worker.
     """
     from enrich.distributed._client import n_workers
+    from enrich.embed.api import _runtime_options
 
-    runtime: dict[str, Any] = {}
-    import inspect
-
-    params = inspect.signature(cls.__init__).parameters
-    if "device" in params:
-        runtime["device"] = device
-    if "progress" in params:
-        runtime["progress"] = False
+    runtime = _runtime_options(cls, device=device, progress=False)
     shards = file_shards(rows, n_shards or 4 * n_workers(client))
     futures = [
         client.submit(

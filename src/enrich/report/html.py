@@ -457,6 +457,18 @@ def build_context(
             )
         )
 
+    # ---- which strategy to label with (Holm-corrected over the strategies tried)
+    # Shown when several strategies were compared; with one (ENRICH vs random) the pooled
+    # card above already says the same.
+    verdict = None
+    if has_baseline and len([n for n in names if n not in (baseline, S.FULL)]) >= 2:
+        try:
+            verdict = _verdict(
+                results, metric=metric, baseline=baseline, alpha=alpha, shared=shared
+            )
+        except _OPTIONAL_ERRORS as exc:
+            notes.append(f"The verdict (which strategy to label with) could not be computed: {exc}")
+
     # ---- parts that need the subsets, the split or the workspace
     manifest = None
     coverage_tables: list[dict[str, Any]] = []
@@ -541,6 +553,7 @@ def build_context(
         "next_step": next_step,
         "models_needed": need,
         "pooled": pooled_line,
+        "verdict": verdict,
         "full": full_line,
         "power_note": power_note,
         "size_rows": size_rows,
@@ -560,6 +573,119 @@ def build_context(
         "run_warnings": [str(w) for w in meta.get("warnings") or []],
         "provenance": _provenance(run),
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def _verdict(
+    results: pd.DataFrame, *, metric: str, baseline: str, alpha: float, shared: set[int]
+) -> dict[str, Any] | None:
+    """The "which strategy to label with" section: :mod:`enrich.evaluate.verdict` worded for
+    the page (the headline card, the pooled tests, the per-size comparisons with Holm's
+    correction and the label-efficiency figure and table)."""
+    from enrich.evaluate import verdict as V
+
+    v = V.recommend(results, baseline=baseline, metric=metric, alpha=alpha, exclude_sizes=shared)
+    if v.status == "nothing" or not v.pooled:
+        return None
+    per_size = V.compare_strategies(results, baseline=baseline, metric=metric, exclude_sizes=shared)
+    eff = V.label_efficiency(results, baseline=baseline, metric=metric, exclude_sizes=shared)
+    m = len(v.pooled)
+    pooled_rows = []
+    for r in v.pooled:
+        if v.status == "cannot_tell":
+            word = "cannot tell"
+        elif r["p_holm"] < alpha:
+            word = "above" if r["mean_z"] > r["mean_z_baseline"] else "below"
+            word += f" {_label(baseline).lower()}"
+        else:
+            word = "no detectable difference"
+        pooled_rows.append(
+            {
+                "strategy": _label(r["strategy"]),
+                "key": r["strategy"],
+                "mean_z": f"{r['mean_z']:+.2f}",
+                "mean_z_baseline": f"{r['mean_z_baseline']:+.2f}",
+                "p": _p(r["p"]),
+                "p_holm": _p(r["p_holm"]),
+                "verdict": word,
+                "picked": r["strategy"] == v.strategy,
+            }
+        )
+
+    def labels_text(r: dict[str, Any]) -> str:
+        if not np.isfinite(r["labels"]):
+            return f"more than measured (> {_count(float(eff['size'].max()))})"
+        bound = "≤ " if r["status"] != "reached" else ""
+        lo, hi = r["ci_low"], r["ci_high"]
+        ci_hi = _count(hi) if np.isfinite(hi) else "more than measured"
+        return f"{bound}{_count(r['labels'])} (95% CI {_count(lo)}–{ci_hi})"
+
+    eff_rows = [
+        {
+            "strategy": _label(r["strategy"]),
+            "key": r["strategy"],
+            "size": _count(float(r["size"])),
+            "labels": labels_text(r),
+            "ratio": _pct(float(r["ratio"])) if np.isfinite(r["ratio"]) else "–",
+        }
+        for r in S.records(eff)
+    ]
+    evidence = None
+    if v.strategy is not None:
+        pick = next(r for r in v.pooled if r["strategy"] == v.strategy)
+        mine = eff.loc[eff["strategy"] == v.strategy].sort_values("size")
+        at = S.records(mine.tail(1))[0] if len(mine) else None
+        evidence = {
+            "mean_z": f"{pick['mean_z']:+.2f}",
+            "mean_z_baseline": f"{pick['mean_z_baseline']:+.2f}",
+            "p": _p(pick["p"]),
+            "p_holm": _p(pick["p_holm"]),
+            "size": _count(float(at["size"])) if at else None,
+            "labels": labels_text(at) if at else None,
+            "ratio": _pct(float(at["ratio"])) if at and np.isfinite(at["ratio"]) else None,
+        }
+    comparisons = []
+    for r in S.records(per_size.loc[per_size["comparison"] == "baseline"]):
+        other = per_size.loc[
+            (per_size["comparison"] == "best other")
+            & (per_size["strategy"] == r["strategy"])
+            & (per_size["size"] == r["size"])
+        ]
+        o = S.records(other)[0] if len(other) else None
+        comparisons.append(
+            {
+                "strategy": _label(r["strategy"]),
+                "key": r["strategy"],
+                "size": _count(float(r["size"])),
+                "n": int(r["n"]),
+                "mean": _num(r["mean"], 4),
+                "mean_vs": _num(r["mean_vs"], 4),
+                "p": _p(r["p"]),
+                "p_holm": _p(r["p_holm"]),
+                "stars": r["stars"],
+                "best": _label(o["vs"]) if o else "–",
+                "best_mean": _num(o["mean_vs"], 4) if o else "–",
+                "best_p_holm": _p(o["p_holm"]) if o else "–",
+                "best_stars": o["stars"] if o else "",
+            }
+        )
+    figure = None
+    if len(eff):
+        figure = _png(V.plot_label_efficiency(eff))
+    return {
+        "status": v.status,
+        "strategy": _label(v.strategy) if v.strategy else None,
+        "key": v.strategy,
+        "headline": v.headline,
+        "need": v.models_needed,
+        "n_strategies": m,
+        "evidence": evidence,
+        "pooled_rows": pooled_rows,
+        "comparisons": comparisons,
+        "n_comparisons": len(per_size.loc[per_size["comparison"] == "baseline"]),
+        "n_best": len(per_size.loc[per_size["comparison"] == "best other"]),
+        "efficiency": eff_rows,
+        "figure": figure,
     }
 
 

@@ -30,7 +30,7 @@ import platform
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -50,6 +50,8 @@ _TEMPLATE = "report.html"
 _FEW_MODELS = 10
 # Above this many images the O(N²) redundancy pass is left to `enrich redundancy`.
 _MAX_REDUNDANCY_IMAGES = 200_000
+# Subsets larger than this get no diversity row (n² similarities per subset).
+_MAX_DIVERSITY_IMAGES = 20_000
 _STRATEGY_LABELS = {"enrich": "ENRICH", "random": "Random", S.FULL: "Full training set"}
 _METRIC_NAMES = {"auc": "AUC", "jaccard": "mean Jaccard"}
 # Errors that make an optional section unavailable (reported in the page), not fatal.
@@ -503,6 +505,12 @@ def build_context(
             figures["redundancy"] = fig1
         except _OPTIONAL_ERRORS as exc:
             notes.append(f"Redundancy (Figure 1) could not be computed: {exc}")
+    diversity = None
+    if ws is not None and ws.has_embeddings() and run.subsets is not None and coverage_tables:
+        try:
+            diversity = _diversity(run, ws, coverage_tables[-1], ok)
+        except _OPTIONAL_ERRORS as exc:
+            notes.append(f"Subset diversity could not be computed: {exc}")
     info = _image_info(run, manifest)
     leakage = None
     if red is not None and red_emb is not None and info is not None:
@@ -566,6 +574,7 @@ def build_context(
         "grid_ids": grid_ids,
         "leakage": leakage,
         "coverage": coverage_tables,
+        "diversity": diversity,
         "coverage_ids": any(r["what"] != "images" for t in coverage_tables for r in t["rows"]),
         "redundancy": redundancy_summary,
         "failed": failed_rows,
@@ -838,6 +847,71 @@ def _coverage_tables(
         title = "All classes" if cls == "all" else f"Class {cls}"
         tables.append({"title": title, "header": header, "full": full_header, "rows": rows})
     return tables
+
+
+def _diversity(
+    run: RunData, ws: Any, table: dict[str, Any], ok: pd.DataFrame, *, q: float = 1.0
+) -> dict[str, str | None] | None:
+    """Add each strategy's Leinster-Cobbold diversity (order `q`, mean over the starting
+    sets) to the "All classes" coverage table, and say whether more diverse predicted
+    better: at each size, the rank correlation across strategies between diversity and mean
+    metric."""
+    from scipy.stats import spearmanr
+
+    from enrich.evaluate.diversity import similarity_diversity
+
+    assert run.subsets is not None
+    emb = ws.embeddings()
+    subsets = run.subsets.loc[run.subsets["strategy"] != S.FULL]
+    if subsets.empty:
+        return None
+    if int(subsets.groupby(["strategy", "init", "size"]).size().max()) > _MAX_DIVERSITY_IMAGES:
+        raise EnrichError(
+            f"subsets of more than {_MAX_DIVERSITY_IMAGES:,} images are more than the report "
+            "computes inline"
+        )
+    values: dict[tuple[str, int], list[float]] = {}
+    for key, g in subsets.groupby(["strategy", "init", "size"], sort=False):
+        name, _, size = cast(tuple[Any, Any, Any], key)
+        X = emb.vectors[emb.index_of(g["id"].astype(str).to_numpy())]
+        values.setdefault((str(name), int(size)), []).append(similarity_diversity(X, q=q))
+    sizes = [int(h["size"].replace(",", "")) for h in table["header"]]
+    order = list(dict.fromkeys(r["key"] for r in table["rows"]))
+    for name in order:
+        cells = []
+        for n in sizes:
+            v = values.get((name, n))
+            cells.append(
+                _mean_count(float(np.mean(v)), float(np.min(v)), float(np.max(v))) if v else "–"
+            )
+        table["rows"].append(
+            {
+                "strategy": _label(name),
+                "key": name,
+                "what": f"diversity (q={q:g}), effective images",
+                "cells": cells,
+                "full": None,
+            }
+        )
+    means = ok.groupby(["strategy", "size"])["value"].mean()
+    parts = []
+    shared = S.shared_sizes(run.subsets)
+    for n in sizes:
+        here = [s for s in order if (s, n) in values and (s, n) in means.index]
+        if n in shared or len(here) < 3:
+            continue
+        rho = spearmanr([np.mean(values[(s, n)]) for s in here], [means[(s, n)] for s in here])[0]
+        if np.isfinite(rho):
+            parts.append(f"{n:,} images: ρ = {rho:+.2f}")
+    if not parts:
+        return {"note": None}
+    return {
+        "note": "Did the more diverse subsets train better models? Rank correlation "
+        "(Spearman) across strategies between a subset's diversity and its models' mean "
+        "score, at each size: "
+        + "; ".join(parts)
+        + ". Near +1: more diverse predicted better here; near 0 or negative: it did not."
+    }
 
 
 def _redundancy(ws: Any, meta: dict[str, Any]) -> tuple[Any, Any, dict[str, Any], str]:

@@ -881,9 +881,12 @@ def _diversity(
         cells = []
         for n in sizes:
             v = values.get((name, n))
-            cells.append(
-                _mean_count(float(np.mean(v)), float(np.min(v)), float(np.max(v))) if v else "–"
-            )
+            if not v:
+                cells.append("–")
+            elif max(v) - min(v) < 0.05:
+                cells.append(f"{np.mean(v):,.1f}")
+            else:  # mean (min–max) over the starting sets, one decimal throughout
+                cells.append(f"{np.mean(v):,.1f} ({min(v):,.1f}–{max(v):,.1f})")
         table["rows"].append(
             {
                 "strategy": _label(name),

@@ -223,6 +223,8 @@ def test_report_headline_names_the_strategy_that_beats_random(tmp_path) -> None:
         assert f'id="{table_id}"' in html
     assert "Holm's correction was applied over all 9 strategy × size comparisons" in html
     assert 'alt="Labels each strategy needed' in html
+    intro = html[html.index("We trained models") :][:300]
+    assert "by each of" in intro and all(n in intro for n in ("ENRICH", "typiclust", "facility"))
 
 
 def test_report_says_plainly_when_no_strategy_beats_random(tmp_path) -> None:

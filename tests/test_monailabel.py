@@ -1,4 +1,4 @@
-"""The MONAI Label strategy against the real monailabel LocalDatastore (enrich-imaging[monailabel])."""
+"""The MONAI Label strategy, run on the real monailabel LocalDatastore (extra `monailabel`)."""
 
 from __future__ import annotations
 

@@ -167,3 +167,111 @@ def test_label_efficiency_figure_draws_each_strategy() -> None:
     slow = next(ln for ln in ax.get_lines() if ln.get_label() == "slow")
     assert len(slow.get_xdata()) == 0
     assert any(np.allclose(ln.get_ydata(), top) for ln in ax.get_lines() if len(ln.get_ydata()))
+
+
+# --------------------------------------------------------------------------- in the report
+
+
+def _report_rows(means: dict[str, float], *, per_point: int, seed: int = 0) -> pd.DataFrame:
+    """A benchmark results table (sizes 12/24/36 of 48, full-set models included) where each
+    strategy's metric is `random`'s plus ``means[strategy]``, with small noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s, shift in means.items():
+        for j, n in enumerate((12, 24, 36)):
+            for m in range(per_point):
+                value = 0.7 + 0.05 * j + shift + 0.01 * rng.normal()
+                rows.append((s, m % 2, n, n / 48, m // 2, value))
+    for m in range(max(per_point, 4)):
+        rows.append(("full", 0, 48, 1.0, m, 0.9 + 0.01 * rng.normal()))
+    t = pd.DataFrame(rows, columns=["strategy", "init", "size", "fraction", "model", "value"])
+    return t.assign(seed=range(len(t)), metric="auc", status="ok", error="", wall_s=0.1)
+
+
+def _verdict_html(tmp_path, results: pd.DataFrame) -> str:
+    import re
+
+    from enrich.report.html import write_report
+    from test_report import make_run
+
+    run = make_run(tmp_path, results)
+    html = write_report(run).read_text()
+    return re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "IMG", html)
+
+
+def _card_text(html: str) -> tuple[str, str]:
+    import re
+
+    m = re.search(r'id="verdict-card" data-status="([a-z_]+)">(.*?)\n</div>', html, re.S)
+    assert m, "no verdict card"
+    return m.group(1), re.sub(r"<[^>]+>", " ", m.group(2))
+
+
+def test_report_headline_names_the_strategy_that_beats_random(tmp_path) -> None:
+    html = _verdict_html(
+        tmp_path,
+        _report_rows({"random": 0, "enrich": -0.01, "typiclust": 0.05, "facility": 0}, per_point=8),
+    )
+    status, card = _card_text(html)
+    assert status == "recommend"
+    assert "Label with" in card and "typiclust" in card and "facility" not in card
+    assert "after Holm's correction" in card and "3 strategies" in card
+    assert "95% CI" in card  # label efficiency with its interval
+    assert "--strategy typiclust" in card
+    # the per-strategy tables say the correction was applied; the figure is there
+    for table_id in ("verdict-pooled", "verdict-sizes", "verdict-efficiency"):
+        assert f'id="{table_id}"' in html
+    assert "Holm's correction was applied over all 9 strategy × size comparisons" in html
+    assert 'alt="Labels each strategy needed' in html
+    intro = html[html.index("We trained models") :][:300]
+    assert "by each of" in intro and all(n in intro for n in ("ENRICH", "typiclust", "facility"))
+
+
+def test_report_says_plainly_when_no_strategy_beats_random(tmp_path) -> None:
+    html = _verdict_html(
+        tmp_path, _report_rows({"random": 0, "enrich": 0, "probcover": 0}, per_point=8, seed=4)
+    )
+    status, card = _card_text(html)
+    assert status == "none"
+    assert "None beat random here" in card and "No strategy beat random on this data" in card
+    assert "Label with" not in card
+
+
+def test_report_verdict_from_too_few_models_claims_nothing(tmp_path) -> None:
+    # one model per point: 3 vs 3 pooled z-scores can never reach p < 0.05 / 3 after Holm,
+    # however far ahead typiclust is
+    html = _verdict_html(
+        tmp_path,
+        _report_rows({"random": 0, "enrich": 0, "typiclust": 0.2, "facility": 0}, per_point=1),
+    )
+    status, card = _card_text(html)
+    assert status == "cannot_tell"
+    assert "Cannot tell yet" in card and "Need ≥ 2 models per point" in card
+    assert "Label with" not in card and "typiclust" not in card
+
+
+def test_recommend_cannot_tell_counts_the_strategies_tried() -> None:
+    # 1 model per point at 4 sizes: pooled 4 vs 4 can reach p = 2 / C(8, 4) = 0.029 < 0.05
+    # for one strategy, but not below 0.05 / 2 once Holm corrects for two
+    ahead = {n: v + 0.1 for n, v in RANDOM.items()}
+    assert recommend(table({"random": RANDOM, "a": ahead}, n=1)).status == "recommend"
+    v = recommend(table({"random": RANDOM, "a": ahead, "b": ahead}, n=1))
+    assert v.status == "cannot_tell" and v.strategy is None
+    assert v.models_needed == 2  # 8 vs 8: 2 / C(16, 8) = 1.6e-4 < 0.025
+    assert "Need ≥ 2 models per point" in v.headline
+
+
+def test_verdict_figures_are_readable_at_phone_width() -> None:
+    from enrich.evaluate import stats as S
+    from enrich.evaluate.verdict import plot_label_efficiency
+    from enrich.report import plots
+    from test_report import _smallest_text_px
+
+    names = ["enrich", "typiclust", "probcover", "facility", "repdiv", "enrich_dense"]
+    t = table({"random": RANDOM, **{s: RANDOM for s in names}}, n=4)
+    for fig in (
+        plot_label_efficiency(label_efficiency(t, n_boot=20)),
+        plots.plot_pooled(S.check_results(t)),
+    ):
+        assert fig.get_figwidth() <= plots.PHONE_WIDTH_IN
+        assert _smallest_text_px(fig) >= 9.0

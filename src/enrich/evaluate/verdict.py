@@ -32,6 +32,8 @@ import numpy as np
 from enrich.evaluate.stats import (
     FULL,
     choose_metric,
+    min_attainable_p,
+    models_needed,
     mwu,
     ok_results,
     pooled_comparison,
@@ -251,10 +253,11 @@ def plot_label_efficiency(eff: pd.DataFrame, ax: Axes | None = None) -> Figure:
     """
     from matplotlib.figure import Figure
 
-    from enrich.report.plots import strategy_colors
+    from enrich.report.plots import PHONE_WIDTH_IN, readable, strategy_colors
 
+    own = ax is None
     if ax is None:
-        fig = Figure(figsize=(5.5, 4.2), layout="constrained")
+        fig = Figure(figsize=(PHONE_WIDTH_IN, 4.4), layout="constrained")
         ax = fig.add_subplot()
     else:
         fig = ax.figure  # type: ignore[assignment]
@@ -267,7 +270,8 @@ def plot_label_efficiency(eff: pd.DataFrame, ax: Axes | None = None) -> Figure:
         c = colors[str(name)]
         finite = np.isfinite(g["labels"].to_numpy(dtype=float))
         x = g["size"].to_numpy(dtype=float)
-        ax.plot(x[finite], g["labels"].to_numpy(dtype=float)[finite], "o-", color=c, label=name)
+        label = {"enrich": "ENRICH"}.get(str(name), str(name))
+        ax.plot(x[finite], g["labels"].to_numpy(dtype=float)[finite], "o-", color=c, label=label)
         lo = np.minimum(g["ci_low"].to_numpy(dtype=float), top)
         hi = np.minimum(g["ci_high"].to_numpy(dtype=float), top)
         ax.fill_between(x, lo, hi, color=c, alpha=0.15, lw=0)
@@ -275,12 +279,12 @@ def plot_label_efficiency(eff: pd.DataFrame, ax: Axes | None = None) -> Figure:
             ax.plot(x[~finite], np.full((~finite).sum(), top), "o", mfc="none", color=c)
     ax.set_xlim(0, top)
     ax.set_ylim(0, top * 1.02)
-    ax.set_xlabel("labels random needed (measured size)")
-    ax.set_ylabel("labels the strategy needs for the same metric")
-    ax.set_title("Label efficiency (band: bootstrap 95% over models)")
+    ax.set_xlabel("labels random needed")
+    ax.set_ylabel("labels the strategy needed")
+    ax.set_title("Labels to match random (band: 95% CI)")
     ax.legend(loc="upper left", frameon=False, fontsize=8)
     ax.grid(alpha=0.3)
-    return fig
+    return readable(fig) if own else fig  # a caller's own figure keeps its fonts
 
 
 @dataclass(frozen=True)
@@ -295,14 +299,29 @@ class Verdict:
         One or two sentences for the report and the terminal.
     pooled : list of dict
         Per strategy: pooled mean z, the baseline's, p and Holm-corrected p.
+    status : {"recommend", "none", "cannot_tell", "nothing"}
+        ``recommend``: `strategy` beat the baseline; ``none``: the tests could have shown a
+        difference and none did; ``cannot_tell``: too few models for any Holm-corrected
+        p-value to reach alpha (nothing is claimed); ``nothing``: no baseline to compare with.
+    models_needed : int or None
+        With ``cannot_tell``: the fewest models per point (initializations × models) with
+        which the pooled test, after Holm's correction, could reach alpha.
     """
 
     strategy: str | None
     headline: str
     pooled: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "none"
+    models_needed: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"strategy": self.strategy, "headline": self.headline, "pooled": self.pooled}
+        return {
+            "strategy": self.strategy,
+            "headline": self.headline,
+            "status": self.status,
+            "models_needed": self.models_needed,
+            "pooled": self.pooled,
+        }
 
 
 def recommend(
@@ -330,7 +349,9 @@ def recommend(
     pooled = pooled_comparison(table, baseline=baseline, metric=metric, exclude_sizes=exclude)
     tests = pooled.tests.copy()
     if tests.empty or baseline not in set(ok_results(table, metric=metric)["strategy"]):
-        return Verdict(None, f"Nothing to compare: the run has no {baseline!r} models.")
+        return Verdict(
+            None, f"Nothing to compare: the run has no {baseline!r} models.", status="nothing"
+        )
     tests["p_holm"] = holm(tests["p"].to_numpy())
     per_size = compare_strategies(table, baseline=baseline, metric=metric, exclude_sizes=exclude)
     vs_base = per_size.loc[per_size["comparison"] == "baseline"]
@@ -355,6 +376,27 @@ def recommend(
         for r in records(tests)
     ]
     n_sizes = len(pooled.sizes)
+    m = len(tests)
+    # Holm multiplies the smallest p by m: a test whose smallest attainable p is above
+    # alpha / m can never give a corrected p < alpha, whatever the models score.
+    reachable = [
+        min_attainable_p(int(r["n"]), int(r["n_baseline"])) * m < alpha for r in records(tests)
+    ]
+    if not any(reachable):
+        per_point = max(1, round(float(tests["n"].max()) / max(n_sizes, 1)))
+        pooled_need = models_needed(alpha / m)
+        need = max(per_point + 1, math.ceil(pooled_need / max(n_sizes, 1)))
+        return Verdict(
+            None,
+            f"Cannot tell yet which strategy to label with: with {per_point} model"
+            f"{'s' if per_point != 1 else ''} per point over {n_sizes} subset size"
+            f"{'s' if n_sizes != 1 else ''}, no test of {m} strateg"
+            f"{'ies' if m != 1 else 'y'} against {baseline} can reach p < {alpha:g} after "
+            f"Holm's correction. Need ≥ {need} models per point.",
+            summary,
+            status="cannot_tell",
+            models_needed=need,
+        )
     if good.empty:
         best = tests.sort_values(["mean_z", "strategy"], ascending=[False, True]).iloc[0]
         return Verdict(
@@ -365,6 +407,7 @@ def recommend(
             f"{best['p_holm']:.2g} after Holm's correction over {len(tests)} strategies). "
             f"Label in {baseline} order, or measure with more models per point.",
             summary,
+            status="none",
         )
     pick = good.sort_values(["mean_z", "strategy"], ascending=[False, True]).iloc[0]
     name = str(pick["strategy"])
@@ -383,6 +426,7 @@ def recommend(
         f"p = {pick['p']:.2g}, {pick['p_holm']:.2g} after Holm's correction over "
         f"{len(tests)} strategies){saving}.",
         summary,
+        status="recommend",
     )
 
 

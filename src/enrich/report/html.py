@@ -30,7 +30,7 @@ import platform
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -50,6 +50,8 @@ _TEMPLATE = "report.html"
 _FEW_MODELS = 10
 # Above this many images the O(N²) redundancy pass is left to `enrich redundancy`.
 _MAX_REDUNDANCY_IMAGES = 200_000
+# Subsets larger than this get no diversity row (n² similarities per subset).
+_MAX_DIVERSITY_IMAGES = 20_000
 _STRATEGY_LABELS = {"enrich": "ENRICH", "random": "Random", S.FULL: "Full training set"}
 _METRIC_NAMES = {"auc": "AUC", "jaccard": "mean Jaccard"}
 # Errors that make an optional section unavailable (reported in the page), not fatal.
@@ -457,6 +459,18 @@ def build_context(
             )
         )
 
+    # ---- which strategy to label with (Holm-corrected over the strategies tried)
+    # Shown when several strategies were compared; with one (ENRICH vs random) the pooled
+    # card above already says the same.
+    verdict = None
+    if has_baseline and len([n for n in names if n not in (baseline, S.FULL)]) >= 2:
+        try:
+            verdict = _verdict(
+                results, metric=metric, baseline=baseline, alpha=alpha, shared=shared
+            )
+        except _OPTIONAL_ERRORS as exc:
+            notes.append(f"The verdict (which strategy to label with) could not be computed: {exc}")
+
     # ---- parts that need the subsets, the split or the workspace
     manifest = None
     coverage_tables: list[dict[str, Any]] = []
@@ -491,6 +505,12 @@ def build_context(
             figures["redundancy"] = fig1
         except _OPTIONAL_ERRORS as exc:
             notes.append(f"Redundancy (Figure 1) could not be computed: {exc}")
+    diversity = None
+    if ws is not None and ws.has_embeddings() and run.subsets is not None and coverage_tables:
+        try:
+            diversity = _diversity(run, ws, coverage_tables[-1], ok)
+        except _OPTIONAL_ERRORS as exc:
+            notes.append(f"Subset diversity could not be computed: {exc}")
     info = _image_info(run, manifest)
     leakage = None
     if red is not None and red_emb is not None and info is not None:
@@ -541,6 +561,7 @@ def build_context(
         "next_step": next_step,
         "models_needed": need,
         "pooled": pooled_line,
+        "verdict": verdict,
         "full": full_line,
         "power_note": power_note,
         "size_rows": size_rows,
@@ -553,6 +574,7 @@ def build_context(
         "grid_ids": grid_ids,
         "leakage": leakage,
         "coverage": coverage_tables,
+        "diversity": diversity,
         "coverage_ids": any(r["what"] != "images" for t in coverage_tables for r in t["rows"]),
         "redundancy": redundancy_summary,
         "failed": failed_rows,
@@ -560,6 +582,119 @@ def build_context(
         "run_warnings": [str(w) for w in meta.get("warnings") or []],
         "provenance": _provenance(run),
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def _verdict(
+    results: pd.DataFrame, *, metric: str, baseline: str, alpha: float, shared: set[int]
+) -> dict[str, Any] | None:
+    """The "which strategy to label with" section: :mod:`enrich.evaluate.verdict` worded for
+    the page (the headline card, the pooled tests, the per-size comparisons with Holm's
+    correction and the label-efficiency figure and table)."""
+    from enrich.evaluate import verdict as V
+
+    v = V.recommend(results, baseline=baseline, metric=metric, alpha=alpha, exclude_sizes=shared)
+    if v.status == "nothing" or not v.pooled:
+        return None
+    per_size = V.compare_strategies(results, baseline=baseline, metric=metric, exclude_sizes=shared)
+    eff = V.label_efficiency(results, baseline=baseline, metric=metric, exclude_sizes=shared)
+    m = len(v.pooled)
+    pooled_rows = []
+    for r in v.pooled:
+        if v.status == "cannot_tell":
+            word = "cannot tell"
+        elif r["p_holm"] < alpha:
+            word = "above" if r["mean_z"] > r["mean_z_baseline"] else "below"
+            word += f" {_label(baseline).lower()}"
+        else:
+            word = "no detectable difference"
+        pooled_rows.append(
+            {
+                "strategy": _label(r["strategy"]),
+                "key": r["strategy"],
+                "mean_z": f"{r['mean_z']:+.2f}",
+                "mean_z_baseline": f"{r['mean_z_baseline']:+.2f}",
+                "p": _p(r["p"]),
+                "p_holm": _p(r["p_holm"]),
+                "verdict": word,
+                "picked": r["strategy"] == v.strategy,
+            }
+        )
+
+    def labels_text(r: dict[str, Any]) -> str:
+        if not np.isfinite(r["labels"]):
+            return f"more than measured (> {_count(float(eff['size'].max()))})"
+        bound = "≤ " if r["status"] != "reached" else ""
+        lo, hi = r["ci_low"], r["ci_high"]
+        ci_hi = _count(hi) if np.isfinite(hi) else "more than measured"
+        return f"{bound}{_count(r['labels'])} (95% CI {_count(lo)}–{ci_hi})"
+
+    eff_rows = [
+        {
+            "strategy": _label(r["strategy"]),
+            "key": r["strategy"],
+            "size": _count(float(r["size"])),
+            "labels": labels_text(r),
+            "ratio": _pct(float(r["ratio"])) if np.isfinite(r["ratio"]) else "–",
+        }
+        for r in S.records(eff)
+    ]
+    evidence = None
+    if v.strategy is not None:
+        pick = next(r for r in v.pooled if r["strategy"] == v.strategy)
+        mine = eff.loc[eff["strategy"] == v.strategy].sort_values("size")
+        at = S.records(mine.tail(1))[0] if len(mine) else None
+        evidence = {
+            "mean_z": f"{pick['mean_z']:+.2f}",
+            "mean_z_baseline": f"{pick['mean_z_baseline']:+.2f}",
+            "p": _p(pick["p"]),
+            "p_holm": _p(pick["p_holm"]),
+            "size": _count(float(at["size"])) if at else None,
+            "labels": labels_text(at) if at else None,
+            "ratio": _pct(float(at["ratio"])) if at and np.isfinite(at["ratio"]) else None,
+        }
+    comparisons = []
+    for r in S.records(per_size.loc[per_size["comparison"] == "baseline"]):
+        other = per_size.loc[
+            (per_size["comparison"] == "best other")
+            & (per_size["strategy"] == r["strategy"])
+            & (per_size["size"] == r["size"])
+        ]
+        o = S.records(other)[0] if len(other) else None
+        comparisons.append(
+            {
+                "strategy": _label(r["strategy"]),
+                "key": r["strategy"],
+                "size": _count(float(r["size"])),
+                "n": int(r["n"]),
+                "mean": _num(r["mean"], 4),
+                "mean_vs": _num(r["mean_vs"], 4),
+                "p": _p(r["p"]),
+                "p_holm": _p(r["p_holm"]),
+                "stars": r["stars"],
+                "best": _label(o["vs"]) if o else "–",
+                "best_mean": _num(o["mean_vs"], 4) if o else "–",
+                "best_p_holm": _p(o["p_holm"]) if o else "–",
+                "best_stars": o["stars"] if o else "",
+            }
+        )
+    figure = None
+    if len(eff):
+        figure = _png(V.plot_label_efficiency(eff))
+    return {
+        "status": v.status,
+        "strategy": _label(v.strategy) if v.strategy else None,
+        "key": v.strategy,
+        "headline": v.headline,
+        "need": v.models_needed,
+        "n_strategies": m,
+        "evidence": evidence,
+        "pooled_rows": pooled_rows,
+        "comparisons": comparisons,
+        "n_comparisons": len(per_size.loc[per_size["comparison"] == "baseline"]),
+        "n_best": len(per_size.loc[per_size["comparison"] == "best other"]),
+        "efficiency": eff_rows,
+        "figure": figure,
     }
 
 
@@ -712,6 +847,74 @@ def _coverage_tables(
         title = "All classes" if cls == "all" else f"Class {cls}"
         tables.append({"title": title, "header": header, "full": full_header, "rows": rows})
     return tables
+
+
+def _diversity(
+    run: RunData, ws: Any, table: dict[str, Any], ok: pd.DataFrame, *, q: float = 1.0
+) -> dict[str, str | None] | None:
+    """Add each strategy's Leinster-Cobbold diversity (order `q`, mean over the starting
+    sets) to the "All classes" coverage table, and say whether more diverse predicted
+    better: at each size, the rank correlation across strategies between diversity and mean
+    metric."""
+    from scipy.stats import spearmanr
+
+    from enrich.evaluate.diversity import similarity_diversity
+
+    assert run.subsets is not None
+    emb = ws.embeddings()
+    subsets = run.subsets.loc[run.subsets["strategy"] != S.FULL]
+    if subsets.empty:
+        return None
+    if int(subsets.groupby(["strategy", "init", "size"]).size().max()) > _MAX_DIVERSITY_IMAGES:
+        raise EnrichError(
+            f"subsets of more than {_MAX_DIVERSITY_IMAGES:,} images are more than the report "
+            "computes inline"
+        )
+    values: dict[tuple[str, int], list[float]] = {}
+    for key, g in subsets.groupby(["strategy", "init", "size"], sort=False):
+        name, _, size = cast(tuple[Any, Any, Any], key)
+        X = emb.vectors[emb.index_of(g["id"].astype(str).to_numpy())]
+        values.setdefault((str(name), int(size)), []).append(similarity_diversity(X, q=q))
+    sizes = [int(h["size"].replace(",", "")) for h in table["header"]]
+    order = list(dict.fromkeys(r["key"] for r in table["rows"]))
+    for name in order:
+        cells = []
+        for n in sizes:
+            v = values.get((name, n))
+            if not v:
+                cells.append("–")
+            elif max(v) - min(v) < 0.05:
+                cells.append(f"{np.mean(v):,.1f}")
+            else:  # mean (min–max) over the starting sets, one decimal throughout
+                cells.append(f"{np.mean(v):,.1f} ({min(v):,.1f}–{max(v):,.1f})")
+        table["rows"].append(
+            {
+                "strategy": _label(name),
+                "key": name,
+                "what": f"diversity (q={q:g}), effective images",
+                "cells": cells,
+                "full": None,
+            }
+        )
+    means = ok.groupby(["strategy", "size"])["value"].mean()
+    parts = []
+    shared = S.shared_sizes(run.subsets)
+    for n in sizes:
+        here = [s for s in order if (s, n) in values and (s, n) in means.index]
+        if n in shared or len(here) < 3:
+            continue
+        rho = spearmanr([np.mean(values[(s, n)]) for s in here], [means[(s, n)] for s in here])[0]
+        if np.isfinite(rho):
+            parts.append(f"{n:,} images: ρ = {rho:+.2f}")
+    if not parts:
+        return {"note": None}
+    return {
+        "note": "Did the more diverse subsets train better models? Rank correlation "
+        "(Spearman) across strategies between a subset's diversity and its models' mean "
+        "score, at each size: "
+        + "; ".join(parts)
+        + ". Near +1: more diverse predicted better here; near 0 or negative: it did not."
+    }
 
 
 def _redundancy(ws: Any, meta: dict[str, Any]) -> tuple[Any, Any, dict[str, Any], str]:

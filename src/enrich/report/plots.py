@@ -467,7 +467,8 @@ def plot_pooled(
         table, metric=metric, baseline=baseline, exclude_sizes=shared_sizes
     )
     own = ax is None
-    fig, ax = _axes(ax, (PHONE_WIDTH_IN, 4.0))
+    # one title line per strategy: the figure grows with them
+    fig, ax = _axes(ax, (PHONE_WIDTH_IN, 4.0 + 0.3 * max(0, len(pooled.tests) - 1)))
     values = pooled.values
     names = S.strategies(values, baseline=baseline)
     if not names:
@@ -496,17 +497,29 @@ def plot_pooled(
         ax.scatter(
             x + rng.uniform(-0.08, 0.08, len(d)), d, s=6, color=colors[n], alpha=0.6, zorder=3
         )
-    ax.set_xticks(xs, [_label(n) for n in names])
+    many = len(names) > 3  # long names side by side overlap at phone width
+    ax.set_xticks(
+        xs, [_label(n) for n in names], rotation=30 if many else 0, ha="right" if many else "center"
+    )
     ax.set_ylabel("z-score within each size")
     ax.axhline(0, color="#888888", lw=0.8, ls=":")
     lines = []
-    for r in S.records(pooled.tests):
+    tests = pooled.tests
+    # Several strategies against one baseline: Holm's correction over them (as the verdict).
+    corrected = len(tests) > 1
+    if corrected:
+        from enrich.evaluate.verdict import holm
+
+        tests = tests.assign(p=holm(tests["p"].to_numpy()))
+        tests = tests.assign(stars=[S.stars(p) for p in tests["p"]])
+    for r in S.records(tests):
         p = "n/a" if not np.isfinite(r["p"]) else f"{r['p']:.2g}"
         name, base = _label(r["strategy"]), _label(r["baseline"])
         if r["underpowered"]:  # 1 vs 1 models, say: no p-value it gives is a result
             lines.append(f"{name} vs {base}: cannot tell ({r['n']} vs {r['n_baseline']})")
         else:
-            lines.append(f"{name} vs {base}: MWU p = {p} ({r['stars']})")
+            what = "Holm p" if corrected else "MWU p"
+            lines.append(f"{name} vs {base}: {what} = {p} ({r['stars']})")
     if lines:
         ax.set_title("\n".join(lines), fontsize=MIN_FONT_PT)
     ax.grid(axis="y", alpha=0.25)

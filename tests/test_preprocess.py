@@ -79,6 +79,16 @@ def test_to_grayscale_matches_bt601_on_echo(echo_frame):
     assert not np.allclose(gray, echo_frame.mean(axis=2), atol=1.0)
 
 
+def test_to_grayscale_is_the_same_bits_on_every_cpu(echo_frame):
+    """Elementwise float64, rounded once: no BLAS product whose rounding depends on the CPU
+    (a colour model's data fingerprint must match on every machine)."""
+    rng = np.random.default_rng(0)
+    for img in (echo_frame, rng.random((37, 41, 3), dtype=np.float32) * 1000):
+        x = img.astype(np.float64)
+        want = (x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114).astype(np.float32)
+        np.testing.assert_array_equal(to_grayscale(img), want)
+
+
 def test_to_grayscale_passes_gray_through(xray):
     assert to_grayscale(xray) is xray
     np.testing.assert_array_equal(to_grayscale(xray[..., None]), xray)

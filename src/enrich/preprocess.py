@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 # ITU-R BT.601 luma, as OpenCV's COLOR_RGB2GRAY (the paper converted with OpenCV).
-_BT601_F32 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_BT601_F64 = (0.299, 0.587, 0.114)
 
 IntensityMode = Literal["auto", "dtype", "minmax", "percentile"]
 CropMode = Literal["center", "auto"]
@@ -160,10 +160,12 @@ def to_grayscale(img: np.ndarray) -> np.ndarray:
         return img
     if img.shape[2] in (1, 2):  # gray, or gray + alpha
         return img[..., 0]
-    rgb = img[..., :3]
-    if rgb.dtype != np.float32:
-        rgb = rgb.astype(np.float32)
-    return np.asarray(rgb @ _BT601_F32, dtype=np.float32)
+    # Elementwise in float64, rounded once: the same bits on every CPU. A BLAS product
+    # (`rgb @ weights`) rounds differently from one CPU kernel to another, which changed
+    # the data fingerprint of colour training images, so a shipped model did not match.
+    rgb = img[..., :3].astype(np.float64)
+    w = _BT601_F64
+    return (rgb[..., 0] * w[0] + rgb[..., 1] * w[1] + rgb[..., 2] * w[2]).astype(np.float32)
 
 
 def center_crop(img: np.ndarray, size: int | tuple[int, int] | None = None) -> np.ndarray:

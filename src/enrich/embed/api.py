@@ -82,6 +82,7 @@ def embed_sources(
     preprocess: Preprocess | None = None,
     embedder_options: dict[str, Any] | None = None,
     discover_options: dict[str, Any] | None = None,
+    id_options: dict[str, Any] | None = None,
     device: str = "auto",
     batch_size: int = 256,
     retrain: bool = False,
@@ -107,6 +108,8 @@ def embed_sources(
         Passed to the embedder (e.g. ``latent_dim``, ``beta``, ``max_epochs``).
     discover_options : dict, optional
         Passed to :func:`enrich.io.discover` (e.g. the NIfTI axis, the video frame step).
+    id_options : dict, optional
+        Ids from file names and labels from a side table (:func:`enrich.io._ids.annotate`).
     device : str
         ``"auto"``, ``"cpu"`` or ``"cuda"`` (β-VAE only).
     batch_size : int
@@ -142,6 +145,10 @@ def embed_sources(
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     ws.check_creatable()  # fail before the (possibly long) discovery, but write nothing yet
     discovery = io.discover(list(sources), **(discover_options or {}))
+    if id_options:
+        from enrich.io._ids import annotate
+
+        discovery = annotate(discovery, sources=list(sources), **id_options)
     ws = Workspace.create(ws.path)
     manifest = discovery.manifest.reset_index(drop=True)
     skipped = [discovery.skipped]

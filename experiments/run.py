@@ -13,6 +13,10 @@ Usage (from the repository root)::
     .venv/bin/python experiments/run.py cifar_pixels    # CIFAR ENRICH on pixels (after cifar)
     .venv/bin/python experiments/run.py hc18_seed1      # replicates with seed 1
     .venv/bin/python experiments/run.py cifar_seed1
+    .venv/bin/python experiments/run.py covid_blues_pixels  # issue 11: every strategy, 3x3 models
+    .venv/bin/python experiments/run.py covid_blues_pixels_power  # ENRICH/TypiClust/random, 3x10
+    .venv/bin/python experiments/run.py covid_blues     # the same on the beta-VAE (and _power)
+    .venv/bin/python experiments/run.py pneumonia_coldstart  # 47/94/141 images, 5%, 10% (and _power)
     .venv/bin/python experiments/run.py figures         # figures + tables from docs/results/*
     .venv/bin/python experiments/run.py all             # everything above, in order
 
@@ -57,6 +61,12 @@ STUDIES = (
     "cifar_pixels",
     "cifar_betavae2",
     "cifar_seed1",
+    "covid_blues_pixels",
+    "covid_blues_pixels_power",
+    "covid_blues",
+    "covid_blues_power",
+    "pneumonia_coldstart",
+    "pneumonia_coldstart_power",
 )
 
 
@@ -83,7 +93,13 @@ def _source(spec: str) -> str:
             raise SystemExit(f"{spec}: not found; pip install pydicom-data")
         return str(found)
     path = Path(spec)
-    return str(path if path.is_absolute() else ROOT / path)
+    path = path if path.is_absolute() else ROOT / path
+    if spec.startswith("../") and not path.exists():  # shared data beside the checkout
+        raise SystemExit(
+            f"{spec}: not found (resolved to {path.resolve()}); this study reads data kept "
+            "outside the repository, beside it (see the study's YAML for where it comes from)"
+        )
+    return str(path)
 
 
 def embed(data: dict[str, Any], *, quiet: bool = False) -> Path:
@@ -105,6 +121,13 @@ def embed(data: dict[str, Any], *, quiet: bool = False) -> Path:
     for key in ("crop", "intensity"):
         if key in data:
             cmd += [f"--{key}", str(data[key])]
+    if "id_pattern" in data:  # patient/clip ids from file names (enrich embed --id-pattern)
+        cmd += ["--id-pattern", str(data["id_pattern"])]
+    if "labels" in data:  # labels joined from a side table: {file, key, columns}
+        lab = data["labels"]
+        cmd += ["--labels", _source(lab["file"]), "--labels-key", lab.get("key", "clip_id")]
+        if "columns" in lab:
+            cmd += ["--labels-columns", ",".join(f"{k}={v}" for k, v in lab["columns"].items())]
     for flag, value in (data.get("options") or {}).items():  # other `enrich embed` options
         cmd += [f"--{flag}", str(value)]
     if quiet:

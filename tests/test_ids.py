@@ -267,11 +267,13 @@ def test_covid_blues_study_splits_by_patient(lus: Path) -> None:
     from enrich.evaluate.config import protocol_config
     from enrich.evaluate.splits import split_manifest
 
-    for name in ("covid_blues_pixels",):
+    names = [n for n in sys.modules["run"].STUDIES if n.startswith("covid_blues")]
+    assert len(names) == 4
+    for name in names:
         study = load_study(name)
         data = study["data"]
         cols = ",".join(f"{k}={v}" for k, v in data["labels"]["columns"].items())
-        # 20 patients x 2 clips: enough for the fractions of the study's split
+        # the 4 patients copied 6 times (24 patients): enough for the study's split fractions
         d = annotate(
             discover(lus / "lus_videos"),
             id_pattern=data["id_pattern"],
@@ -304,3 +306,15 @@ def test_covid_blues_study_splits_by_patient(lus: Path) -> None:
         assert not (sides["train"] & sides["test"] or sides["train"] & sides["val"])
         assert not sides["val"] & sides["test"]
         assert sum(len(v) for v in sides.values()) == many["patient_id"].nunique()
+
+
+def test_shared_data_path_resolves_from_the_repo_root_or_says_it_is_missing(
+    tmp_path: Path,
+) -> None:
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import run  # type: ignore[import-not-found]
+
+    if (ROOT / "../shared/data").is_dir():  # the checkouts of this project have it beside them
+        assert run._source("../shared/data") == str(ROOT / "../shared/data")
+    with pytest.raises(SystemExit, match=r"^\.\./no_such_folder_xyz/data: not found \(resolved to"):
+        run._source("../no_such_folder_xyz/data")

@@ -3,6 +3,7 @@
 Usage (from the repository root)::
 
     .venv/bin/python experiments/run.py redundancy      # Fig. 1: embed 4 datasets, max similarity
+    .venv/bin/python experiments/run.py redundancy_clips  # COVID-BLUES: same-clip vs other clips
     .venv/bin/python experiments/run.py pneumonia       # Fig. 3-5 on PneumoniaMNIST
     .venv/bin/python experiments/run.py pneumonia_pixels  # embedding ablation (after pneumonia)
     .venv/bin/python experiments/run.py pneumonia_betavae2  # ENRICH, fixed β-VAE (after pneumonia)
@@ -16,7 +17,7 @@ Usage (from the repository root)::
     .venv/bin/python experiments/run.py covid_blues_pixels  # issue 11: every strategy, 3x3 models
     .venv/bin/python experiments/run.py covid_blues_pixels_power  # ENRICH/TypiClust/random, 3x10
     .venv/bin/python experiments/run.py covid_blues     # the same on the beta-VAE (and _power)
-    .venv/bin/python experiments/run.py pneumonia_coldstart  # 47/94/141 images, 5%, 10% (and _power)
+    .venv/bin/python experiments/run.py pneumonia_coldstart # 47/94/141 images, 5%, 10% (+_power)
     .venv/bin/python experiments/run.py figures         # figures + tables from docs/results/*
     .venv/bin/python experiments/run.py all             # everything above, in order
 
@@ -184,7 +185,10 @@ def export(name: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("study", choices=(*STUDIES, "figures", "all", "export"))
+    parser.add_argument("study", choices=(*STUDIES, "redundancy_clips", "figures", "all", "export"))
+    parser.add_argument(
+        "--embedders", nargs="*", default=None, help="for redundancy_clips: a subset of embedders"
+    )
     parser.add_argument("names", nargs="*", help="for export: the studies to export")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
@@ -194,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
         for n in args.names:
             export(n)
         return 0
+    if args.study == "redundancy_clips":  # issue 11: COVID-BLUES, same-clip vs other-clip
+        from redundancy_study import run_clip_redundancy  # type: ignore[import-not-found]
+
+        run_clip_redundancy(load_study("redundancy"), args.embedders)
+        return 0
     todo = STUDIES if args.study == "all" else (args.study,)
     for name in todo:
         if name == "figures":
@@ -202,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
             from redundancy_study import run_redundancy  # type: ignore[import-not-found]
 
             run_redundancy(load_study("redundancy"))
+            from redundancy_study import run_clip_redundancy  # type: ignore[import-not-found]
+
+            run_clip_redundancy(load_study("redundancy"))
         else:
             run_study(name, workers=args.workers, threads=args.threads)
     from figures import build_all  # type: ignore[import-not-found]

@@ -15,7 +15,7 @@ Usage (from the repository root)::
     .venv/bin/python experiments/run.py hc18_seed1      # replicates with seed 1
     .venv/bin/python experiments/run.py cifar_seed1
     .venv/bin/python experiments/run.py covid_blues_pixels  # issue 11: every strategy, 3x3 models
-    .venv/bin/python experiments/run.py covid_blues_pixels_power  # ENRICH/TypiClust/random, 3x10
+    .venv/bin/python experiments/run.py covid_blues_pixels_power  # enrich/enrich_dense/random, 3x10
     .venv/bin/python experiments/run.py covid_blues     # the same on the beta-VAE (and _power)
     .venv/bin/python experiments/run.py pneumonia_coldstart # 47/94/141 images, 5%, 10% (+_power)
     .venv/bin/python experiments/run.py figures         # figures + tables from docs/results/*

@@ -3,6 +3,7 @@
 Usage (from the repository root)::
 
     .venv/bin/python experiments/run.py redundancy      # Fig. 1: embed 4 datasets, max similarity
+    .venv/bin/python experiments/run.py redundancy_clips  # COVID-BLUES: same-clip vs other clips
     .venv/bin/python experiments/run.py pneumonia       # Fig. 3-5 on PneumoniaMNIST
     .venv/bin/python experiments/run.py pneumonia_pixels  # embedding ablation (after pneumonia)
     .venv/bin/python experiments/run.py pneumonia_betavae2  # ENRICH, fixed β-VAE (after pneumonia)
@@ -13,6 +14,10 @@ Usage (from the repository root)::
     .venv/bin/python experiments/run.py cifar_pixels    # CIFAR ENRICH on pixels (after cifar)
     .venv/bin/python experiments/run.py hc18_seed1      # replicates with seed 1
     .venv/bin/python experiments/run.py cifar_seed1
+    .venv/bin/python experiments/run.py covid_blues_pixels  # issue 11: every strategy, 3x3 models
+    .venv/bin/python experiments/run.py covid_blues_pixels_power  # enrich/enrich_dense/random, 3x10
+    .venv/bin/python experiments/run.py covid_blues     # the same on the beta-VAE (and _power)
+    .venv/bin/python experiments/run.py pneumonia_coldstart # 47/94/141 images, 5%, 10% (+_power)
     .venv/bin/python experiments/run.py figures         # figures + tables from docs/results/*
     .venv/bin/python experiments/run.py all             # everything above, in order
 
@@ -57,6 +62,12 @@ STUDIES = (
     "cifar_pixels",
     "cifar_betavae2",
     "cifar_seed1",
+    "covid_blues_pixels",
+    "covid_blues_pixels_power",
+    "covid_blues",
+    "covid_blues_power",
+    "pneumonia_coldstart",
+    "pneumonia_coldstart_power",
 )
 
 
@@ -83,7 +94,13 @@ def _source(spec: str) -> str:
             raise SystemExit(f"{spec}: not found; pip install pydicom-data")
         return str(found)
     path = Path(spec)
-    return str(path if path.is_absolute() else ROOT / path)
+    path = path if path.is_absolute() else ROOT / path
+    if spec.startswith("../") and not path.exists():  # shared data beside the checkout
+        raise SystemExit(
+            f"{spec}: not found (resolved to {path.resolve()}); this study reads data kept "
+            "outside the repository, beside it (see the study's YAML for where it comes from)"
+        )
+    return str(path)
 
 
 def embed(data: dict[str, Any], *, quiet: bool = False) -> Path:
@@ -105,6 +122,13 @@ def embed(data: dict[str, Any], *, quiet: bool = False) -> Path:
     for key in ("crop", "intensity"):
         if key in data:
             cmd += [f"--{key}", str(data[key])]
+    if "id_pattern" in data:  # patient/clip ids from file names (enrich embed --id-pattern)
+        cmd += ["--id-pattern", str(data["id_pattern"])]
+    if "labels" in data:  # labels joined from a side table: {file, key, columns}
+        lab = data["labels"]
+        cmd += ["--labels", _source(lab["file"]), "--labels-key", lab.get("key", "clip_id")]
+        if "columns" in lab:
+            cmd += ["--labels-columns", ",".join(f"{k}={v}" for k, v in lab["columns"].items())]
     for flag, value in (data.get("options") or {}).items():  # other `enrich embed` options
         cmd += [f"--{flag}", str(value)]
     if quiet:
@@ -161,7 +185,10 @@ def export(name: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("study", choices=(*STUDIES, "figures", "all", "export"))
+    parser.add_argument("study", choices=(*STUDIES, "redundancy_clips", "figures", "all", "export"))
+    parser.add_argument(
+        "--embedders", nargs="*", default=None, help="for redundancy_clips: a subset of embedders"
+    )
     parser.add_argument("names", nargs="*", help="for export: the studies to export")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
@@ -171,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
         for n in args.names:
             export(n)
         return 0
+    if args.study == "redundancy_clips":  # issue 11: COVID-BLUES, same-clip vs other-clip
+        from redundancy_study import run_clip_redundancy  # type: ignore[import-not-found]
+
+        run_clip_redundancy(load_study("redundancy"), args.embedders)
+        return 0
     todo = STUDIES if args.study == "all" else (args.study,)
     for name in todo:
         if name == "figures":
@@ -179,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
             from redundancy_study import run_redundancy  # type: ignore[import-not-found]
 
             run_redundancy(load_study("redundancy"))
+            from redundancy_study import run_clip_redundancy  # type: ignore[import-not-found]
+
+            run_clip_redundancy(load_study("redundancy"))
         else:
             run_study(name, workers=args.workers, threads=args.threads)
     from figures import build_all  # type: ignore[import-not-found]

@@ -141,6 +141,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="keep every K-th video frame (default: every frame)",
     )
+    _add_id_arguments(parser)
     parser.add_argument(
         "--modality",
         default=None,
@@ -187,6 +188,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from enrich.distributed import add_engine_arguments
 
     add_engine_arguments(parser)
+
+
+def _add_id_arguments(parser: argparse.ArgumentParser) -> None:
+    ids = parser.add_argument_group("ids and labels from file names and side tables")
+    ids.add_argument(
+        "--id-pattern",
+        metavar="REGEX",
+        default=None,
+        help="regular expression searched in each file's path; its named groups patient_id, "
+        "clip_id, label fill the manifest (a CSV manifest's values still win)",
+    )
+    ids.add_argument(
+        "--id-pattern-missing",
+        choices=("error", "skip"),
+        default="error",
+        help="a file the pattern does not match: stop (default) or list it in skipped.csv",
+    )
+    ids.add_argument(
+        "--labels",
+        metavar="FILE.csv",
+        default=None,
+        help="side table of labels, joined on --labels-key so that every frame gets its label",
+    )
+    ids.add_argument(
+        "--labels-key",
+        choices=("clip_id", "patient_id", "id", "source_path"),
+        default="clip_id",
+        help="manifest column the side table is keyed by (default clip_id)",
+    )
+    ids.add_argument(
+        "--labels-columns",
+        metavar="COL=NAME,...",
+        default=None,
+        help="rename side-table columns, e.g. 'video_file=clip_id,B-lines=label'",
+    )
+    ids.add_argument(
+        "--labels-missing",
+        choices=("error", "skip"),
+        default="error",
+        help="an image with no label in the side table: stop (default) or list it in skipped.csv",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -252,6 +294,24 @@ def run(args: argparse.Namespace) -> int:
         from enrich.distributed.embed import shard_map_on
 
         shard_map = shard_map_on(scheduler, device=args.device)
+    id_options: dict[str, object] = {}
+    if args.id_pattern is not None:
+        from enrich.io._ids import compile_id_pattern
+
+        compile_id_pattern(args.id_pattern)  # a bad pattern fails before any work
+        id_options.update(id_pattern=args.id_pattern, id_pattern_missing=args.id_pattern_missing)
+    if args.labels is not None:
+        from enrich.io._ids import parse_label_columns
+
+        id_options.update(
+            labels=args.labels,
+            labels_key=args.labels_key,
+            labels_columns=parse_label_columns(args.labels_columns),
+            labels_missing=args.labels_missing,
+        )
+    elif args.labels_columns is not None:
+        raise EnrichError("--labels-columns needs --labels FILE.csv")
+
     # One writer per workspace: the model, embeddings and manifest come from one run. A
     # workspace this run created is removed again if the run fails before writing into it.
     ws = Workspace(args.workspace)
@@ -270,6 +330,7 @@ def run(args: argparse.Namespace) -> int:
                 preprocess=preprocess,
                 embedder_options=options,
                 discover_options=discover_options,
+                id_options=id_options,
                 device=args.device,
                 batch_size=args.batch_size,
                 retrain=args.retrain,

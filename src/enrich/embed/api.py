@@ -114,6 +114,7 @@ def embed_sources(
     preprocess: Preprocess | None = None,
     embedder_options: dict[str, Any] | None = None,
     discover_options: dict[str, Any] | None = None,
+    id_options: dict[str, Any] | None = None,
     device: str = "auto",
     batch_size: int = 256,
     retrain: bool = False,
@@ -143,6 +144,8 @@ def embed_sources(
         Passed to the embedder (e.g. ``latent_dim``, ``beta``, ``max_epochs``).
     discover_options : dict, optional
         Passed to :func:`enrich.io.discover` (e.g. the NIfTI axis, the video frame step).
+    id_options : dict, optional
+        Ids from file names and labels from a side table (:func:`enrich.io._ids.annotate`).
     device : str
         ``"auto"``, ``"cpu"`` or ``"cuda"`` (β-VAE only).
     batch_size : int
@@ -196,6 +199,10 @@ def embed_sources(
     dopts = dict(discover_options or {})
     dopts["exclude"] = [*dopts.get("exclude", ()), ws.path.absolute()]
     discovery = io.discover(list(sources), **dopts)
+    if id_options:
+        from enrich.io._ids import annotate
+
+        discovery = annotate(discovery, sources=list(sources), **id_options)
     ws = Workspace.create(ws.path)
     manifest = discovery.manifest.reset_index(drop=True)
     if labels_from_folder:

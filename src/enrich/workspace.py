@@ -52,24 +52,13 @@ from enrich._csv import write_csv
 from enrich._lock import LOCK_NAME
 from enrich.embeddings import Embeddings, load_embeddings, save_embeddings
 from enrich.errors import EnrichError, first_few
+from enrich.io._discover import MANIFEST_COLUMNS, SKIPPED_COLUMNS  # one definition
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["MANIFEST_COLUMNS", "SKIPPED_COLUMNS", "Workspace"]
 
-MANIFEST_COLUMNS = (
-    "id",
-    "source_path",
-    "frame",
-    "patient_id",
-    "clip_id",
-    "label",
-    "split",
-    "modality",
-    "sop_class",
-)
-SKIPPED_COLUMNS = ("source_path", "reason")
 FORMAT = "enrich-workspace"
 VERSION = 1
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

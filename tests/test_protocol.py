@@ -224,6 +224,9 @@ def test_packaged_configs_load():
         ({"bogus": 1}, "unknown key"),
         ({"train": {"epoch": 3}}, "unknown key"),
         ({"split": {"val": "maybe"}}, "split.val"),
+        ({"label_map": ["a"]}, "label_map"),
+        ({"label_map": {0: None}}, "label_map"),
+        ({"task": "segmentation", "label_map": {0: "a"}}, "label_map"),
     ],
 )
 def test_bad_config_values(bad, match):
@@ -311,6 +314,36 @@ def test_three_classes_use_one_vs_rest_auc(tmp_path):
     run = run_benchmark(data, cfg, tmp_path, progress=False, report=False)
     assert run.n_ok == 3
     assert json.loads((tmp_path / "meta.json").read_text())["classes"] == ["c0", "c1", "c2"]
+
+
+def test_label_map_merges_classes_before_training(tmp_path):
+    # Severity 0-3 as the manifest holds it ("2.0" strings), merged into >= 2 vs < 2.
+    rng = np.random.default_rng(0)
+    n = 60
+    sev = np.arange(n) % 4
+    x = rng.normal(size=(n, 16, 16)).astype(np.float32) + (sev >= 2)[:, None, None]
+    labels = [f"{k:.1f}" for k in sev]
+    data = BenchmarkData.from_arrays(x, labels=labels, vectors=rng.normal(size=(n, 8)))
+    cfg = {**TINY, "initializations": 1, "sizes": [8], "split": {"test_fraction": 0.4}}
+    cfg["label_map"] = {0: "<2", 1: "<2", 2: ">=2", 3: ">=2"}
+    run_benchmark(data, cfg, tmp_path, progress=False, report=False)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["classes"] == ["<2", ">=2"]
+    assert meta["config"]["label_map"] == {"0": "<2", "1": "<2", "2": ">=2", "3": ">=2"}
+
+
+def test_label_map_unknown_label_names_it(tmp_path):
+    data = tiny_data(40)  # labels 0 and 1
+    cfg = {**TINY, "label_map": {0: "no"}}
+    with pytest.raises(EnrichError, match=r"'1' \(20 image\(s\)\) not in label_map"):
+        run_benchmark(data, cfg, tmp_path, progress=False, report=False)
+    assert not (tmp_path / "results.csv").exists()
+
+
+def test_empty_label_map_keeps_the_recorded_config_of_older_runs():
+    # A run recorded before label_map existed must still resume: its identity has no such key.
+    assert "label_map" not in protocol_config(TINY).to_dict()
+    assert protocol_config(protocol_config(TINY).to_dict()) == protocol_config(TINY)
 
 
 def test_size_larger_than_pool_is_skipped_with_a_warning(tmp_path):

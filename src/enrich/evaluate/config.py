@@ -153,6 +153,11 @@ class ProtocolConfig:
         Segmentation classes including background; ``None``: from the masks.
     seconds_per_image : float or None
         Labeling time per image for the report; ``None``: 3 s (classification), 300 s.
+    label_map : dict
+        Classification only: merge or rename classes before training, ``{value: class}``
+        (e.g. ``{0: low, 1: low, 2: high, 3: high}`` for severity >= 2 vs < 2). Every label
+        in the data must be a key (numbers match numbers: ``2`` matches ``"2.0"``); an empty
+        map (the default) keeps the labels as they are.
     preprocess : dict
         Options of :class:`enrich.preprocess.Preprocess` for the models' input (``crop``,
         ``intensity``, ``oct_white_edge``); the size is ``model.input_size``.
@@ -168,6 +173,7 @@ class ProtocolConfig:
     full: bool = True
     n_classes: int | None = None
     seconds_per_image: float | None = None
+    label_map: dict[Any, Any] = field(default_factory=dict)
     preprocess: dict[str, Any] = field(default_factory=lambda: {"crop": "center"})
     split: SplitConfig = field(default_factory=SplitConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -190,8 +196,16 @@ class ProtocolConfig:
         return self.task == "segmentation"
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain, JSON-able dict (tuples become lists) that :func:`protocol_config` reads back."""
-        return _plain(dataclasses.asdict(self))
+        """A plain, JSON-able dict (tuples become lists) that :func:`protocol_config` reads back.
+
+        An empty ``label_map`` is left out, so runs recorded before it existed still resume.
+        """
+        out: dict[str, Any] = _plain(dataclasses.asdict(self))
+        if not out["label_map"]:
+            del out["label_map"]
+        else:
+            out["label_map"] = {str(k): str(v) for k, v in out["label_map"].items()}
+        return out
 
 
 def _plain(obj: Any) -> Any:
@@ -295,6 +309,15 @@ def protocol_config(
         raise EnrichError(f"{source}: seconds_per_image={cfg.seconds_per_image!r}, expected > 0")
     if not isinstance(cfg.preprocess, dict):
         raise EnrichError(f"{source}: preprocess must be a mapping of Preprocess options")
+    if not isinstance(cfg.label_map, dict):
+        raise EnrichError(
+            f"{source}: label_map={cfg.label_map!r}, expected a mapping {{label: class}}"
+        )
+    if cfg.label_map and cfg.task != "classification":
+        raise EnrichError(f"{source}: label_map applies to classification, not {cfg.task}")
+    for k, v in cfg.label_map.items():
+        if v is None or isinstance(v, (dict, list, tuple)) or str(v).strip() == "":
+            raise EnrichError(f"{source}: label_map[{k!r}]={v!r}, expected a class name")
     from enrich.preprocess import Preprocess
 
     try:

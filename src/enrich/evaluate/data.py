@@ -70,6 +70,57 @@ def encode_labels(values: Sequence[object] | np.ndarray) -> tuple[np.ndarray, li
     return codes, names
 
 
+def _label_key(value: object) -> str:
+    """One spelling per label for matching: numbers by value (``2``, ``2.0``, ``"2.0"``)."""
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if number != number or number in (float("inf"), float("-inf")):
+        return text
+    return repr(int(number)) if number.is_integer() else repr(number)
+
+
+def map_labels(values: Sequence[object], mapping: dict[Any, Any], *, source: str) -> list[object]:
+    """Replace every label by ``mapping[label]`` (missing labels stay missing).
+
+    >>> map_labels(["0.0", "3.0", None, 2], {0: "low", 2: "high", 3: "high"}, source="x")
+    ['low', 'high', None, 'high']
+    """
+    import pandas as pd
+
+    table: dict[str, object] = {}
+    for k, v in mapping.items():
+        key = _label_key(k)
+        if key in table and str(table[key]) != str(v):
+            raise EnrichError(f"label_map: {k!r} is mapped twice ({table[key]!r} and {v!r})")
+        table[key] = str(v).strip()
+    out: list[object] = []
+    unknown: dict[str, int] = {}
+    for value in values:
+        if (
+            value is None
+            or (not isinstance(value, str) and bool(pd.isna(value)))  # type: ignore[call-overload]
+            or str(value).strip() == ""
+        ):
+            out.append(None)
+            continue
+        key = _label_key(value)
+        if key not in table:
+            unknown[str(value)] = unknown.get(str(value), 0) + 1
+            out.append(None)
+        else:
+            out.append(table[key])
+    if unknown:
+        shown = ", ".join(f"{v!r} ({n} image(s))" for v, n in list(unknown.items())[:5])
+        raise EnrichError(
+            f"{source}: label(s) {shown} not in label_map; expected one of "
+            f"{', '.join(repr(k) for k in mapping)}"
+        )
+    return out
+
+
 def resize_mask(mask: np.ndarray, size: int, *, crop: str | None = "center") -> np.ndarray:
     """Crop (centre square) and resize a class-index mask with nearest neighbours.
 

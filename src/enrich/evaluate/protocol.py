@@ -54,7 +54,7 @@ import numpy as np
 from enrich._atomic import atomic_path, write_json
 from enrich.errors import EnrichError, first_few
 from enrich.evaluate.config import ProtocolConfig, load_config
-from enrich.evaluate.data import BenchmarkData, encode_labels
+from enrich.evaluate.data import BenchmarkData, encode_labels, map_labels
 from enrich.evaluate.results import ResultsLog
 from enrich.evaluate.splits import split_manifest
 from enrich.evaluate.stats import FULL
@@ -331,7 +331,10 @@ def _run_benchmark(
                 "--labels-from-folder` for class sub-folders, or a CSV manifest with a "
                 "'label' column)"
             )
-        codes, classes = encode_labels(man["label"].tolist())
+        labels = man["label"].tolist()
+        if cfg.label_map:
+            labels = map_labels(labels, cfg.label_map, source=data.source)
+        codes, classes = encode_labels(labels)
         keep = np.flatnonzero(codes >= 0)
         if len(keep) < len(man):
             warn(f"{len(man) - len(keep)} image(s) without a label are left out of the benchmark")

@@ -43,6 +43,17 @@ RESULTS = ROOT / "docs" / "results"
 DOC = ROOT / "docs" / "results.md"
 #: Benchmark studies with their own results.csv (the ablation is drawn with its parent).
 BENCHMARKS = ("pneumonia", "hc18", "cifar")
+#: Issue-11 studies: every label-free strategy side by side (screening, 3 x 3 models) and the
+#: power runs (ENRICH, random and the screening's strongest alternative, 3 x 10). Each gets the
+#: Holm-corrected comparison with random, label efficiency and subset diversity as well.
+STRATEGY_STUDIES = (
+    "pneumonia_coldstart",
+    "pneumonia_coldstart_power",
+    "covid_blues_pixels",
+    "covid_blues_pixels_power",
+    "covid_blues",
+    "covid_blues_power",
+)
 #: Embedding ablations: doc name -> (the ENRICH-only study, the β-VAE study whose random and
 #: full models it reuses, the strategy name its ENRICH rows get).
 ABLATIONS = {
@@ -326,7 +337,8 @@ def scale_table() -> str:
 
     rows = []
     extra = [s for runs in REPLICATES.values() for s in runs[1:]]
-    for study in (*BENCHMARKS, *extra, *(a for a, _, _ in ABLATIONS.values())):
+    ablations = [a for a, _, _ in ABLATIONS.values()]
+    for study in (*BENCHMARKS, *extra, *ablations, *STRATEGY_STUDIES):
         t = load_results(study)
         meta = _meta(study)
         if t is None:
@@ -350,6 +362,84 @@ def scale_table() -> str:
             }
         )
     return _md(pd.DataFrame(rows)) if rows else "(no benchmark has run yet)\n"
+
+
+def holm_table(table: pd.DataFrame, *, baseline: str = "random") -> str:
+    """Each strategy vs `baseline` at each size: difference of means, Mann-Whitney p and
+    Holm's correction over the whole family (every strategy and size of the study)."""
+    import pandas as pd
+
+    from enrich.evaluate.verdict import compare_strategies
+
+    cmp = compare_strategies(table, baseline=baseline)
+    cmp = cmp.loc[cmp["comparison"] == "baseline"]
+    rows = [
+        {
+            "strategy": r.strategy,
+            "size": f"{int(r.size):,}",
+            "n": f"{int(r.n)} vs {int(r.n_vs)}",
+            "mean": f"{r.mean:.3f}",
+            baseline: f"{r.mean_vs:.3f}",
+            "difference": f"{r.mean - r.mean_vs:+.3f}",
+            "p": _p(float(r.p)),
+            "p (Holm)": f"{_p(float(r.p_holm))} {r.stars}".strip(),
+        }
+        for r in cmp.itertuples(index=False)
+    ]
+    return _md(pd.DataFrame(rows)) + (
+        f"\nHolm's correction runs over all {len(rows)} comparisons with {baseline} above.\n"
+    )
+
+
+def efficiency_table(table: pd.DataFrame, *, baseline: str = "random") -> str:
+    """Labels each strategy needs to match `baseline`'s mean at each size (95% bootstrap CI)."""
+    import pandas as pd
+
+    from enrich.evaluate.verdict import label_efficiency
+
+    eff = label_efficiency(table, baseline=baseline, n_boot=1000, seed=0)
+
+    def count(v: float) -> str:
+        return "more than measured" if math.isinf(v) else f"{v:,.0f}"
+
+    rows = [
+        {
+            "strategy": r.strategy,
+            f"{baseline} labels": f"{int(r.size):,}",
+            f"{baseline} mean": f"{r.baseline_mean:.3f}",
+            "labels to match": count(float(r.labels)),
+            "ratio": "–" if math.isinf(r.ratio) else f"{r.ratio:.2f}",
+            "95% CI (labels)": f"{count(float(r.ci_low))} – {count(float(r.ci_high))}",
+            "note": "" if r.status == "reached" else str(r.status),
+        }
+        for r in eff.itertuples(index=False)
+    ]
+    return _md(pd.DataFrame(rows)) + (
+        "\nRatio < 1: the strategy matches random with fewer labels. The interval resamples "
+        "the models of every point (1,000 draws).\n"
+    )
+
+
+def diversity_table(study: str) -> str | None:
+    """Leinster-Cobbold diversity (q = 1) of the selected subsets, mean over initializations."""
+    import pandas as pd
+
+    path = RESULTS / study / "diversity.csv"
+    if not path.exists():
+        return None
+    div = pd.read_csv(path)
+    if div.empty:
+        return None
+    mean = div.pivot_table(index="size", columns="strategy", values="diversity", aggfunc="mean")
+    rows = []
+    for size, r in mean.iterrows():
+        row = {"size": f"{int(size):,}"}
+        row.update({str(k): f"{v:,.1f}" for k, v in r.items() if math.isfinite(v)})
+        rows.append(row)
+    return _md(pd.DataFrame(rows).fillna("–")) + (
+        "\nEffective number of distinct images in the subset (Leinster & Cobbold, q = 1, "
+        "cosine similarity of the embeddings the strategies saw), mean over initializations.\n"
+    )
 
 
 def coverage_table(study: str) -> str | None:
@@ -400,6 +490,23 @@ def tables() -> dict[str, str]:
         cov = coverage_table(study)
         if cov is not None:
             out[f"{study}.coverage"] = cov
+    for study in STRATEGY_STUDIES:
+        t = load_results(study)
+        if t is None:
+            continue
+        spi = float(_meta(study).get("seconds_per_image", 3.0))
+        out[f"{study}.sizes"] = per_size_table(t)
+        out[f"{study}.holm"] = holm_table(t)
+        out[f"{study}.efficiency"] = efficiency_table(t)
+        if (t["strategy"] == "full").any():
+            out[f"{study}.headline"] = headline_table(t, seconds_per_image=spi)
+        out[f"{study}.pooled"] = pooled_table(t)
+        for tag, block in (
+            ("coverage", coverage_table(study)),
+            ("diversity", diversity_table(study)),
+        ):
+            if block is not None:
+                out[f"{study}.{tag}"] = block
     for name, runs in REPLICATES.items():
         rep = replicate_results(name)
         if rep is None:
@@ -467,6 +574,16 @@ def figures() -> list[str]:
         t = load_results(study)
         if t is not None:
             jobs.append((study, t, float(_meta(study).get("seconds_per_image", 3.0))))
+    for study in STRATEGY_STUDIES:
+        t = load_results(study)
+        if t is not None:
+            jobs.append((study, t, float(_meta(study).get("seconds_per_image", 3.0))))
+            from enrich.evaluate.verdict import label_efficiency, plot_label_efficiency
+
+            eff = label_efficiency(t, n_boot=1000, seed=0)
+            if len(eff):
+                _save(plot_label_efficiency(eff), f"eff_{study}.png")
+                written.append(f"eff_{study}.png")
     for name, runs in REPLICATES.items():
         rep = replicate_results(name)
         if rep is not None:

@@ -180,7 +180,52 @@ def export(name: str) -> None:
             pd.read_parquet(src / "subsets.parquet"), train, train_ids=train["id"].tolist()
         )
         cov.to_csv(dst / "coverage.csv", index=False, float_format="%.6g")
+        div = subset_diversity(name)
+        if div is not None:
+            div.to_csv(dst / "diversity.csv", index=False, float_format="%.6g")
     print(f"exported {src} -> {dst}", file=sys.stderr)
+
+
+#: Subsets larger than this get no diversity (n² similarities each).
+MAX_DIVERSITY_IMAGES = 5000
+
+
+def subset_diversity(name: str) -> Any:
+    """Leinster-Cobbold diversity (q = 1, effective number of distinct images) of every
+    selected subset of a run, on the embeddings the strategies saw; ``None`` without them.
+
+    Columns ``strategy, init, size, images, diversity``. Only this aggregate is committed
+    (for COVID-BLUES the embeddings themselves derive from licensed pixels and stay in
+    ``experiments/work``).
+    """
+    import pandas as pd
+
+    from enrich.evaluate.diversity import similarity_diversity
+    from enrich.workspace import Workspace
+
+    study = load_study(name)
+    ws_path = WORK / study["data"]["workspace"]
+    subsets_path = WORK / "runs" / name / "subsets.parquet"
+    if not ws_path.exists() or not subsets_path.exists():
+        return None
+    emb = Workspace.open(ws_path).embeddings()
+    subsets = pd.read_parquet(subsets_path)
+    subsets = subsets.loc[subsets["strategy"] != "full"]
+    rows = []
+    for (strategy, init, size), g in subsets.groupby(["strategy", "init", "size"], sort=True):
+        if len(g) > MAX_DIVERSITY_IMAGES:
+            continue
+        X = emb.vectors[emb.index_of(g["id"].astype(str).to_numpy())]
+        rows.append(
+            {
+                "strategy": strategy,
+                "init": int(init),
+                "size": int(size),
+                "images": len(g),
+                "diversity": similarity_diversity(X, q=1.0),
+            }
+        )
+    return pd.DataFrame(rows, columns=["strategy", "init", "size", "images", "diversity"])
 
 
 def main(argv: list[str] | None = None) -> int:

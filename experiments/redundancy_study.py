@@ -164,10 +164,10 @@ def run_clip_redundancy(study: dict[str, Any], embedders: list[str] | None = Non
     dst.mkdir(parents=True, exist_ok=True)
     for ds in study.get("clip_datasets", []):
         summaries = {}
-        for embedder in embedders or study.get("embedders", ["betavae"]):
+        for embedder in embedders or ds.get("embedders") or study.get("embedders", ["betavae"]):
             ws_name = f"{ds['workspace']}_{embedder}"
             t0 = time.perf_counter()
-            spec = {k: v for k, v in ds.items() if k not in ("name", "key")}
+            spec = {k: v for k, v in ds.items() if k not in ("name", "key", "embedders")}
             embed({**study.get("embed", {}), **spec, "workspace": ws_name, "embedder": embedder},
                   quiet=True)  # fmt: skip
             t_embed = time.perf_counter() - t0

@@ -7,7 +7,7 @@ import contextlib
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from enrich.cli._common import add_input_arguments, load_input, progress_bar
 from enrich.distributed import add_engine_arguments, engine_from_args
@@ -120,14 +120,22 @@ def _run(args: argparse.Namespace, out: Path, sources: list[tuple[str, str]]) ->
             raise EnrichError(f"{', '.join(given)} needs --approximate ivf")
 
     # Load and validate everything first: a bad second file must not leave half the outputs.
+    # On Dask, a Zarr store is not loaded: its ids are read here, and the workers read and
+    # validate their own rows.
     loaded = []
     for k, (kind, path) in enumerate(sources):
+        store = _store_rows(kind, path) if scheduler is not None else None
+        if store is not None:
+            rows, ids, fp, default_name = store
+            name = args.name[k] if args.name else default_name
+            loaded.append((name, ids, rows, path, fp))
+            continue
         emb, _, default_name = load_input(
             path if kind == "embeddings" else None, path if kind == "workspace" else None
         )
         name = args.name[k] if args.name else default_name
         X = check_vectors(emb.vectors, ids=emb.ids, name=f"embeddings {name}")
-        loaded.append((name, emb, X, path))
+        loaded.append((name, emb.ids, X, path, fingerprint(emb.vectors, emb.ids)))
     names = [n for n, *_ in loaded]
     if len(set(names)) != len(names):
         raise EnrichError(f"dataset names repeat: {names}; give distinct --name values")
@@ -151,28 +159,28 @@ def _run(args: argparse.Namespace, out: Path, sources: list[tuple[str, str]]) ->
                 compute = approximate
             compute = functools.partial(compute, options=options)
         results = []
-        for name, _, X, _ in loaded:
+        for name, ids, X, _, _ in loaded:
             if options is None:
-                n_tiles = -(-len(X) // 1024)
+                n_tiles = -(-len(ids) // 1024)
                 total, unit = n_tiles * (n_tiles + 1) // 2, "tile"
             else:
-                total, unit = len(X), "image"
+                total, unit = len(ids), "image"
             with progress_bar(total, f"redundancy {name}", unit) as tick:
                 results.append(
                     compute(
                         X, group_threshold=args.threshold, group_method=args.groups, progress=tick
                     )
                 )
-    for (name, emb, X, path), res in zip(loaded, results, strict=True):
+    for (name, ids, _, path, fp), res in zip(loaded, results, strict=True):
         groups = res.groups()
-        group_id = np.full(len(X), -1, dtype=np.int64)
+        group_id = np.full(len(ids), -1, dtype=np.int64)
         for g, members in enumerate(groups):
             group_id[members] = g
         table = pd.DataFrame(
             {
-                "id": emb.ids,
+                "id": ids,
                 "max_similarity": res.max_similarity,
-                "nearest_id": emb.ids[res.nearest],
+                "nearest_id": ids[res.nearest],
                 "duplicate_group": group_id,  # -1: in no group
                 "group_method": res.group_method,
             }
@@ -183,7 +191,7 @@ def _run(args: argparse.Namespace, out: Path, sources: list[tuple[str, str]]) ->
         summaries[name] = {
             **res.summary(),
             "input": str(path),
-            "input_fingerprint": fingerprint(emb.vectors, emb.ids),
+            "input_fingerprint": fp,
         }
         if "approximate" in res.info:
             summaries[name]["approximate"] = res.info["approximate"]
@@ -212,3 +220,35 @@ def _run(args: argparse.Namespace, out: Path, sources: list[tuple[str, str]]) ->
             print(f"{name}: {describe(s)}")
     print(f"wrote {out / 'redundancy.csv'}, {out / 'summary.json'}, {out / 'cdf.png'}")
     return 0
+
+
+def _store_rows(kind: str, path: str) -> tuple[Any, Any, str, str] | None:
+    """A Zarr store input, for the Dask workers to read: (rows, ids, fingerprint, name).
+
+    None when the input is not a store (or a workspace whose store does not hold exactly its
+    manifest's images in order, or a store without a recorded fingerprint): it is loaded."""
+    import numpy as np
+
+    from enrich.distributed.store import is_zarr_store, open_zarr
+
+    if kind == "embeddings":
+        if not is_zarr_store(path):
+            return None
+        store, name = Path(path), Path(path).stem
+    else:
+        from enrich.workspace import Workspace
+
+        ws = Workspace(path)
+        store, name = ws.path / "embeddings.zarr", Path(path).resolve().name
+        if ws.embeddings_path.is_file() or not is_zarr_store(store):
+            return None
+    from enrich.distributed._rows import StoreRows
+
+    lazy = open_zarr(store)
+    if kind == "workspace" and ws.has_manifest():
+        if not np.array_equal(ws.manifest()["id"].to_numpy(dtype=str), lazy.ids):
+            return None
+    fp = lazy.meta.get("stored_fingerprint")
+    if fp is None:
+        return None
+    return StoreRows.open(str(store), lazy), lazy.ids, str(fp), name

@@ -1,0 +1,196 @@
+"""Dask workers reading their own rows of a Zarr store; approximate redundancy on Dask.
+
+All on a real 2-worker LocalCluster; the results must be the in-process engine's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("distributed")
+pytest.importorskip("zarr")
+
+from enrich.cli import main
+from enrich.distributed._rows import StoreRows
+from enrich.distributed.store import save_zarr
+from enrich.embeddings import Embeddings
+from enrich.errors import EnrichError
+from enrich.redundancy import redundancy
+from enrich.similarity import cosine_at, normalize_rows, row_sqnorms
+
+from _data import clustered
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as c,
+    ):
+        yield c
+
+
+def data(n: int = 700, d: int = 12, seed: int = 3) -> np.ndarray:
+    X = clustered(n, d, seed=seed)
+    # near-duplicates that chain across tiles, and exact copies (ties on the reference)
+    return np.vstack([X, X[::9] * 1.01 + 0.02, X[::31]])
+
+
+def store(tmp_path: Path, X: np.ndarray, chunk_rows: int = 64, name: str = "e.zarr") -> Path:
+    ids = np.array([f"study_{i // 10:03d}/img_{i:04d}.png" for i in range(len(X))])
+    save_zarr(tmp_path / name, Embeddings(ids, X), chunk_rows=chunk_rows)
+    return tmp_path / name
+
+
+# --------------------------------------------------------------------------- exact
+@pytest.mark.parametrize("method", ["representative", "components"])
+def test_exact_from_a_store_is_the_in_process_result(client, tmp_path: Path, method: str) -> None:
+    from enrich.distributed.redundancy import redundancy as on_dask
+
+    X = data()
+    rows = StoreRows.open(str(store(tmp_path, X)))
+    for block in (32, 100):
+        got = on_dask(rows, client, group_threshold=0.97, group_method=method, block=block)
+        want = redundancy(X, group_threshold=0.97, group_method=method, block=block)
+        assert got.info["reads"] == "store" and got.info["tasks"] > 2
+        np.testing.assert_array_equal(got.max_similarity, want.max_similarity)
+        np.testing.assert_array_equal(got.nearest, want.nearest)
+        np.testing.assert_array_equal(got.group, want.group)
+        assert len(want.groups()) > 5
+
+
+def test_a_task_reads_only_its_own_row_blocks(tmp_path: Path, monkeypatch) -> None:
+    import enrich.distributed.redundancy as mod
+
+    X = data()
+    rows = StoreRows.open(str(store(tmp_path, X, chunk_rows=50)))
+    read: list[tuple[int, int]] = []
+    real = mod.read_rows
+
+    def spy(source, a, b):
+        read.append((a, b))
+        return real(source, a, b)
+
+    monkeypatch.setattr(mod, "read_rows", spy)
+    tasks = mod._square_tasks(-(-len(X) // 50), 28)  # 7 groups of 2-3 blocks
+    assert len(tasks) >= 6
+    assert sorted(t for task in tasks for t in task) == [
+        (i, j) for i in range(len(X) // 50 + 1) for j in range(i, len(X) // 50 + 1)
+    ]
+    task = tasks[1]  # an off-diagonal square
+    part = mod._fold_tiles(rows, task, 0.97, 50, False)
+    blocks = sorted({b for tile in task for b in tile})
+    assert read == [(b * 50, min(len(X), b * 50 + 50)) for b in blocks]
+    assert len(blocks) * 50 < len(X) / 2  # far fewer rows than the whole store
+    # its partial result is what in-process tiles give for those rows
+    assert np.isfinite(part.best[blocks[0] * 50 : blocks[0] * 50 + 50]).all()
+
+
+def test_a_bad_row_in_the_store_is_one_line_naming_it(client, tmp_path: Path) -> None:
+    from enrich.distributed.redundancy import redundancy as on_dask
+
+    X = data()
+    X[123, 4] = np.nan
+    X[400] = 0
+    rows = StoreRows.open(str(store(tmp_path, X)))
+    with pytest.raises(EnrichError, match=r"NaN or inf: ids study_012/img_0123\.png"):
+        on_dask(rows, client, block=64)
+    X[123, 4] = 1.0
+    rows = StoreRows.open(str(store(tmp_path, X, name="z.zarr")))
+    with pytest.raises(EnrichError, match=r"zero-norm row\(s\).*study_040/img_0400\.png"):
+        on_dask(rows, client, block=64)
+
+
+def test_cli_store_on_dask_matches_local(client, tmp_path: Path) -> None:
+    X = data()
+    path = store(tmp_path, X)
+    base = ["redundancy", "-e", str(path), "--threshold", "0.97"]
+    assert main([*base, "-o", str(tmp_path / "local")]) == 0
+    address = client.scheduler.address
+    assert main([*base, "-o", str(tmp_path / "dask"), "--scheduler", address]) == 0
+    a = (tmp_path / "local" / "redundancy.csv").read_bytes()
+    b = (tmp_path / "dask" / "redundancy.csv").read_bytes()
+    assert a == b
+    sa = json.loads((tmp_path / "local" / "summary.json").read_text())["datasets"]["e"]
+    sb = json.loads((tmp_path / "dask" / "summary.json").read_text())["datasets"]["e"]
+    assert sb["engine"]["reads"] == "store"
+    assert sa["input_fingerprint"] == sb["input_fingerprint"]
+    assert pd.read_csv(tmp_path / "dask" / "redundancy.csv")["duplicate_group"].max() >= 1
+
+
+def test_cli_workspace_store_on_dask(client, tmp_path: Path) -> None:
+    from enrich.workspace import Workspace
+
+    X = data(300, 8, seed=1)
+    ws = Workspace.create(tmp_path / "ws")
+    path = store(ws.path, X, name="embeddings.zarr")
+    from enrich.distributed.store import open_zarr
+
+    ids = open_zarr(path).ids
+    ws.write_manifest(pd.DataFrame({"id": ids, "source_path": [f"/x/{i}.png" for i in ids]}))
+    out = tmp_path / "o"
+    assert main(["redundancy", "-w", str(ws.path), "-o", str(out)]) == 0
+    local = (out / "redundancy.csv").read_bytes()
+    out2 = tmp_path / "o2"
+    address = client.scheduler.address
+    assert main(["redundancy", "-w", str(ws.path), "-o", str(out2), "--scheduler", address]) == 0
+    assert (out2 / "redundancy.csv").read_bytes() == local
+    s = json.loads((out2 / "summary.json").read_text())["datasets"]["ws"]
+    assert s["engine"]["reads"] == "store"
+
+
+# --------------------------------------------------------------------------- approximate
+def test_approximate_on_dask_from_array_and_store(client, tmp_path: Path) -> None:
+    pytest.importorskip("faiss")
+    from enrich.approximate import ApproxOptions, recall_rows
+    from enrich.distributed.approximate import redundancy as on_dask
+
+    X = data(3000, 16, seed=4)
+    exact = redundancy(X, group_threshold=0.97)
+    rows = StoreRows.open(str(store(tmp_path, X, chunk_rows=256)))
+    opts = ApproxOptions(nprobe=4, recall_sample=500)
+    Xn = normalize_rows(X)
+    sq = row_sqnorms(Xn)
+    for source in (X, rows):
+        r = on_dask(source, client, options=opts, group_threshold=0.97)
+        assert r.info["reads"] == ("store" if source is rows else "scattered")
+        assert r.info["tasks"] >= 2
+        want = [cosine_at(Xn, sq, i, Xn, sq, int(j)) for i, j in enumerate(r.nearest)]
+        np.testing.assert_array_equal(r.max_similarity, np.float32(np.clip(want, -1, 1)))
+        assert (r.max_similarity <= exact.max_similarity).all()
+        rec = r.info["approximate"]["recall"]
+        sample = recall_rows(len(X), 500, 0)
+        hit = r.max_similarity[sample] >= exact.max_similarity[sample]
+        assert rec["sample"] == 500 and rec["recall"] == pytest.approx(hit.mean())
+        assert rec["recall"] >= 0.95  # measured: 1.0 on this clustered data
+        U = Xn.astype(np.float64)
+        for g in r.groups():
+            assert (U[g[1:]] @ U[g[0]] >= 0.97 - 1e-9).all()
+        assert len(r.groups()) > 10
+
+
+def test_cli_approximate_on_dask(client, tmp_path: Path) -> None:
+    pytest.importorskip("faiss")
+    path = store(tmp_path, data(2000, 16, seed=2), chunk_rows=256)
+    address = client.scheduler.address
+    out = tmp_path / "o"
+    args = ["redundancy", "-e", str(path), "-o", str(out), "--approximate", "hnsw"]
+    assert main([*args, "--scheduler", address, "--recall-sample", "300"]) == 0
+    s = json.loads((out / "summary.json").read_text())["datasets"]["e"]
+    assert s["approximate"]["method"] == "hnsw" and s["approximate"]["recall"]["sample"] == 300
+    assert s["engine"]["reads"] == "store" and "approximate" not in s["engine"]
+    assert len(pd.read_csv(out / "redundancy.csv")) == 2000 + 2000 // 9 + 1 + 2000 // 31 + 1

@@ -194,3 +194,92 @@ def test_cli_approximate_on_dask(client, tmp_path: Path) -> None:
     assert s["approximate"]["method"] == "hnsw" and s["approximate"]["recall"]["sample"] == 300
     assert s["engine"]["reads"] == "store" and "approximate" not in s["engine"]
     assert len(pd.read_csv(out / "redundancy.csv")) == 2000 + 2000 // 9 + 1 + 2000 // 31 + 1
+
+
+# --------------------------------------------------------------------------- parallel writes
+DATA = Path(__file__).resolve().parents[1] / "data" / "pneumoniamnist" / "pneumoniamnist.npz"
+
+
+@pytest.fixture(scope="module")
+def pngs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """60 real chest X-rays as PNGs, plus one that fails when read."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("pngs")
+    with np.load(DATA) as d:
+        images = d["train_images"][::50][:60]
+    for k, im in enumerate(images):
+        Image.fromarray(im).save(root / f"x{k:03d}.png")
+    whole = (root / "x001.png").read_bytes()
+    (root / "x030b.png").write_bytes(whole[: len(whole) // 2])  # read-time skip, mid-list
+    return root
+
+
+def hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".embeddings"))
+
+
+def test_embed_on_dask_writes_the_store_from_the_workers(client, pngs: Path, tmp_path) -> None:
+    from enrich.distributed.store import open_zarr
+    from enrich.embeddings import fingerprint
+    from enrich.workspace import Workspace
+
+    base = ["embed", str(pngs), "--embedder", "pixels", "--latent-dim", "8", "-q"]
+    assert main([*base, "-w", str(tmp_path / "local")]) == 0
+    address = client.scheduler.address
+    assert main([*base, "-w", str(tmp_path / "dask"), "--scheduler", address]) == 0
+    a, b = Workspace(tmp_path / "local"), Workspace(tmp_path / "dask")
+    assert not b.embeddings_path.exists() and (b.path / "embeddings.zarr").is_dir()
+    assert hidden(b.path) == []  # no staging or temporary store left
+    ea, eb = a.embeddings(), b.embeddings()
+    np.testing.assert_array_equal(ea.ids, eb.ids)
+    np.testing.assert_allclose(ea.vectors, eb.vectors, rtol=1e-5, atol=1e-6)
+    assert len(eb.ids) == 60  # the truncated file skipped, listed once
+    assert [Path(p).name for p in b.skipped()["source_path"]] == ["x030b.png"]
+    info = json.loads(b.embeddings_info_path.read_text())
+    assert info["format"] == "zarr" and info["n_images"] == 60
+    lazy = open_zarr(b.path / "embeddings.zarr")
+    assert info["fingerprint"] == fingerprint(eb.vectors, eb.ids) == lazy.meta["stored_fingerprint"]
+    # every command reads it; redundancy on Dask reads it on the workers
+    out = tmp_path / "r"
+    assert main(["redundancy", "-w", str(b.path), "-o", str(out), "--scheduler", address]) == 0
+    s = json.loads((out / "summary.json").read_text())["datasets"]["dask"]
+    assert s["engine"]["reads"] == "store" and s["input_fingerprint"] == info["fingerprint"]
+    # a rerun reuses the model and the stored vectors, and writes the same store
+    assert main([*base, "-w", str(b.path), "--scheduler", address]) == 0
+    again = b.embeddings()
+    assert again.vectors.tobytes() == eb.vectors.tobytes()
+    assert json.loads(b.embeddings_info_path.read_text())["n_new"] == 0
+    assert not b.embeddings_path.exists() and hidden(b.path) == []
+
+
+def test_an_interrupted_store_write_never_looks_complete(client, tmp_path: Path) -> None:
+    from enrich.distributed.embed import StagedVectors
+    from enrich.distributed.store import _zarr, load_zarr
+
+    zarr = _zarr()
+    staging = tmp_path / ".embeddings.zarr.parts-1"
+    rng = np.random.default_rng(0)
+    parts = [rng.normal(size=(c, 4)).astype(np.float32) for c in (30, 0, 45)]
+    for k, v in enumerate(parts):
+        arr = zarr.open_array(str(staging / f"shard-{k}"), mode="w", shape=v.shape, chunks=(16, 4))
+        arr[:] = v
+    ids = np.array([f"i{k}" for k in range(75)])
+    staged = StagedVectors(str(staging), [30, 0, 45], 4, client)
+    target = tmp_path / "embeddings.zarr"
+    fp = staged.write_store(target, ids, chunk_rows=16)  # chunks straddle the shards
+    got = load_zarr(target)
+    np.testing.assert_array_equal(got.vectors, np.concatenate(parts))
+    np.testing.assert_array_equal(got.ids, ids)
+    assert fp.startswith("sha256:")
+    # a shard lost before the copy: the write fails, the previous store is untouched
+    import shutil
+
+    shutil.rmtree(staging / "shard-2")
+    with pytest.raises(Exception):  # noqa: B017 - whatever zarr raises on the worker
+        StagedVectors(str(staging), [30, 0, 45], 4, client).write_store(target, ids[::-1])
+    np.testing.assert_array_equal(load_zarr(target).ids, ids)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".embeddings.zarr.parts-1",
+        "embeddings.zarr",
+    ]

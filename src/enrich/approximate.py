@@ -16,13 +16,14 @@ What is and is not exact
   (1,000 by default) the exact maximum is computed by brute force, and the result reports
   the recall (share of the sample whose found partner attains the exact maximum, to within
   1e-7) and the mean and largest shortfall of the similarity.
-- Near-duplicate groups are built from the links faiss finds (a range search at the
-  threshold from every image whose found maximum reaches it), each link checked on the
-  reference similarity. So every link used is real: with ``"representative"`` every member
-  is >= the threshold to its representative, and with ``"components"`` every group lies
-  inside one exact group. A link faiss misses can leave an image out of its group, split a
-  group, or (representatives are chosen greedily in index order) change which image
-  represents it; the number of groups may therefore be larger than the exact pass finds.
+- Near-duplicate groups are built from the links faiss finds (among each image's 32 nearest
+  found, those at or above the threshold), each link checked on the reference similarity.
+  So every link used is real: with ``"representative"`` every member is >= the threshold to
+  its representative, and with ``"components"`` every group lies inside one exact group. A
+  link faiss misses (or beyond an image's 32 nearest, in a large group) can leave an image
+  out of its group, split a group, or (representatives are chosen greedily in index order)
+  change which image represents it; there may therefore be more, smaller groups than the
+  exact pass finds. Memory for links is at most N x 32 pairs.
 - faiss's k-means and graph construction round differently on different CPUs and thread
   counts, so the pair found (not its value) can differ between machines.
 
@@ -55,8 +56,9 @@ __all__ = ["METHODS", "ApproxOptions", "redundancy"]
 METHODS = ("ivf", "hnsw")
 #: Partners asked of faiss per image (the image itself is usually one of them).
 K = 4
-#: HNSW: near-duplicate links are looked for among each image's this many nearest found.
-LINK_K = 64
+#: Near-duplicate links are looked for among each image's this many nearest found (bounds
+#: the links kept: at most N x LINK_K pairs).
+LINK_K = 32
 #: A found similarity this close to the exact maximum counts as attaining it.
 RECALL_TOLERANCE = 1e-7
 
@@ -177,28 +179,14 @@ def prepare_for_search(index: Any, params: dict[str, Any]) -> Any:
 
 # --------------------------------------------------------------------------- kernels
 @numba.njit(cache=True, nogil=True)
-def _found(
-    Q: np.ndarray,
-    qsq: np.ndarray,
-    q0: int,
-    I: np.ndarray,  # noqa: E741 - faiss's name
-    P: np.ndarray,
-    psq: np.ndarray,
-    best: np.ndarray,
-    near: np.ndarray,
-) -> None:  # pragma: no cover - jitted
-    """Each query's best candidate on the reference similarity (self excluded, lowest index
-    on ties); ``P[r * k + c]`` is the row of candidate ``I[r, c]``."""
-    m, k = I.shape
-    for r in range(m):
-        for c in range(k):
-            j = I[r, c]
-            if j < 0 or j == q0 + r:
-                continue
-            v = cosine_at(Q, qsq, r, P, psq, r * k + c)
-            if v > best[r] or (v == best[r] and j < near[r]):
-                best[r] = v
-                near[r] = j
+def _cosines(
+    Q: np.ndarray, qsq: np.ndarray, rows: np.ndarray, P: np.ndarray, psq: np.ndarray
+) -> np.ndarray:  # pragma: no cover - jitted
+    """Reference similarity of ``Q[rows[t]]`` and ``P[t]`` for every t."""
+    out = np.empty(rows.shape[0])
+    for t in range(rows.shape[0]):
+        out[t] = cosine_at(Q, qsq, rows[t], P, psq, t)
+    return out
 
 
 @numba.njit(cache=True, nogil=True)
@@ -232,46 +220,17 @@ def _exact_block(
                     near[r] = gj
 
 
-@numba.njit(cache=True, nogil=True)
-def _verify_links(
-    Q: np.ndarray,
-    qsq: np.ndarray,
-    q0: int,
-    ask: np.ndarray,
-    lims: np.ndarray,
-    D: np.ndarray,
-    I: np.ndarray,  # noqa: E741
-    P: np.ndarray,
-    psq: np.ndarray,
-    thr: float,
-    err: float,
-    out: np.ndarray,
-) -> int:  # pragma: no cover - jitted
-    """Links (i < j) of a range search from rows ``Q[ask]`` whose reference similarity is
-    >= thr, into `out`; ``P[t]`` is the row of result ``I[t]``. Returns how many."""
-    n_out = 0
-    for r in range(ask.shape[0]):
-        qr = ask[r]
-        i = q0 + qr
-        for t in range(lims[r], lims[r + 1]):
-            j = I[t]
-            if j < 0 or j == i:
-                continue
-            ok = D[t] >= thr + err
-            if not ok and D[t] >= thr - err:
-                ok = cosine_at(Q, qsq, qr, P, psq, t) >= thr
-            if ok:
-                out[n_out, 0] = min(i, j)
-                out[n_out, 1] = max(i, j)
-                n_out += 1
-    return n_out
-
-
 # --------------------------------------------------------------------------- steps
 def search_rows(
     index: Any, Q: np.ndarray, q0: int, *, threshold: float, links: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Search unit rows ``Q`` (global rows ``q0 ..``) in `index`.
+
+    faiss's float32 values only choose what to look at: each row's partner is the best, on
+    the reference similarity, of the candidates within twice the float32 error of the best
+    faiss value, and a link is kept when its faiss value clears the threshold by more than
+    the float32 error or its reference similarity reaches it. Only those candidates' rows are
+    read back from the index.
 
     Returns
     -------
@@ -280,57 +239,41 @@ def search_rows(
     near : ndarray of shape (m,), int64
         Its row (-1: none found).
     links : ndarray of shape (n_links, 2), int64
-        Pairs (i < j) at or above `threshold` on the reference similarity, found by a range
-        search from the rows whose found maximum reaches it (only when `links`).
+        Pairs (i < j) at or above `threshold` on the reference similarity among each row's
+        :data:`LINK_K` nearest found (only when `links`).
     """
     m, d = Q.shape
-    qsq = row_sqnorms(Q)
     err = float32_error(d)
-    _, found = index.search(Q, K)  # (m, K)
-    I = np.ascontiguousarray(found, dtype=np.int64)  # noqa: E741 - faiss's name
-    P = index.reconstruct_batch(np.maximum(I.reshape(-1), 0))  # (m*K, d)
+    D, found = index.search(Q, LINK_K if links else K)  # (m, k)
+    I = np.asarray(found, dtype=np.int64)  # noqa: E741 - faiss's name
+    D = np.asarray(D, dtype=np.float64)
+    rows = q0 + np.arange(m)
+    D[(I < 0) | (I == rows[:, None])] = -np.inf  # no result, or the row itself
+    top = D.max(axis=1)
+    cand = D >= (top - 2.0 * err)[:, None]
+    cand &= np.isfinite(D)
+    edge = (D >= threshold - err) & (D < threshold + err) if links else np.zeros_like(cand)
+    rr, cc = np.nonzero(cand | edge)
+    J = I[rr, cc]
+    P = np.ascontiguousarray(index.reconstruct_batch(J), dtype=np.float32).reshape(-1, d)
+    values = _cosines(Q, row_sqnorms(Q), rr, P, row_sqnorms(P))  # reference similarities
     best = np.full(m, -np.inf)
     near = np.full(m, -1, dtype=np.int64)
-    _found(Q, qsq, q0, I, P, row_sqnorms(P), best, near)
+    is_cand = cand[rr, cc]
+    # per row: highest reference similarity, then lowest index
+    order = np.lexsort((J[is_cand], -values[is_cand], rr[is_cand]))
+    r_c, j_c, v_c = rr[is_cand][order], J[is_cand][order], values[is_cand][order]
+    first = np.r_[True, r_c[1:] != r_c[:-1]] if len(r_c) else np.zeros(0, bool)
+    best[r_c[first]] = v_c[first]
+    near[r_c[first]] = j_c[first]
     found_links = np.empty((0, 2), dtype=np.int64)
     if links:
-        ask = np.flatnonzero(best >= threshold - err)
-        if len(ask):
-            lims, D, J = _neighbours_above(index, np.ascontiguousarray(Q[ask]), threshold - err)
-            R = index.reconstruct_batch(np.maximum(J, 0)) if len(J) else np.empty((0, d))
-            R = np.ascontiguousarray(R, dtype=np.float32)
-            out = np.empty((len(J), 2), dtype=np.int64)
-            k = _verify_links(
-                Q,
-                qsq,
-                q0,
-                ask.astype(np.int64),
-                np.asarray(lims, dtype=np.int64),
-                np.asarray(D, dtype=np.float64),
-                J,
-                R,
-                row_sqnorms(R),
-                float(threshold),
-                err,
-                out,
-            )
-            found_links = out[:k]
+        sure = np.nonzero(D >= threshold + err)
+        checked = edge[rr, cc] & (values >= threshold)
+        i_all = np.concatenate([rows[sure[0]], rows[rr[checked]]])
+        j_all = np.concatenate([I[sure], J[checked]])
+        found_links = np.stack([np.minimum(i_all, j_all), np.maximum(i_all, j_all)], axis=1)
     return best, near, found_links
-
-
-def _neighbours_above(index: Any, Q: np.ndarray, radius: float) -> tuple[Any, Any, np.ndarray]:
-    """``(lims, D, J)``: the neighbours at or above `radius` that the index finds for each row.
-
-    IVF: a range search over the probed cells. HNSW: the :data:`LINK_K` nearest found, kept
-    when at or above `radius` (faiss 1.15's HNSW range search aborts the process when efSearch
-    is large, so it is not used)."""
-    if not hasattr(index, "hnsw"):
-        lims, D, J = index.range_search(Q, radius)
-        return lims, D, np.asarray(J, dtype=np.int64)
-    D, J = index.search(Q, LINK_K)  # (m, LINK_K)
-    keep = (D >= radius) & (J >= 0)
-    lims = np.concatenate([[0], np.cumsum(keep.sum(axis=1))]).astype(np.int64)
-    return lims, D[keep], np.asarray(J[keep], dtype=np.int64)
 
 
 def exact_rows(

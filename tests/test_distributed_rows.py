@@ -283,3 +283,68 @@ def test_an_interrupted_store_write_never_looks_complete(client, tmp_path: Path)
         ".embeddings.zarr.parts-1",
         "embeddings.zarr",
     ]
+
+
+class _DieOnce:
+    """A preprocess that kills its worker process at its `at`-th image, once (marker file)."""
+
+    def __init__(self, inner: object, marker: str, at: int) -> None:
+        self.inner, self.marker, self.at, self.seen = inner, marker, at, 0
+
+    def __getattr__(self, name: str) -> object:
+        if name in ("inner", "marker", "at", "seen"):  # not set yet while unpickling
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        import os
+        import signal
+
+        self.seen += 1
+        if self.seen == self.at and not os.path.exists(self.marker):
+            Path(self.marker).write_text("killed")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner(img)  # type: ignore[operator]
+
+
+@pytest.mark.slow
+def test_a_worker_dying_while_staging_loses_nothing(client, pngs: Path, tmp_path: Path) -> None:
+    import sys
+
+    import cloudpickle
+
+    from enrich import io
+    from enrich.distributed.embed import embed_shards
+    from enrich.distributed.store import load_zarr
+    from enrich.embed.api import read_images
+    from enrich.embed.pixels import PixelsEmbedder
+    from enrich.preprocess import Preprocess
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests
+    found = io.discover([str(pngs)])
+    rows = found.manifest.reset_index(drop=True)
+    pp = Preprocess()
+    ids, images = read_images(rows, pp, read_options=found.options, skipped=[])
+    model = PixelsEmbedder(latent_dim=8).fit(images, ids=ids)
+    model.save(tmp_path / "model")
+    marker = tmp_path / "died"
+    staging = tmp_path / ".embeddings.zarr.parts-1"
+    got_ids, staged, skips = embed_shards(
+        rows,
+        _DieOnce(pp, str(marker), at=20),  # type: ignore[arg-type]
+        found.options,
+        tmp_path / "model",
+        PixelsEmbedder,
+        16,
+        client=client,
+        n_shards=3,
+        staging=staging,
+    )
+    assert marker.read_text() == "killed"  # a worker really died while embedding a shard
+    assert got_ids == ids and len(staged) == len(ids)
+    assert [Path(s.source_path).name for s in skips] == ["x030b.png"]  # listed once
+    staged.write_store(tmp_path / "embeddings.zarr", np.asarray(got_ids))
+    got = load_zarr(tmp_path / "embeddings.zarr")
+    np.testing.assert_array_equal(got.ids, ids)
+    np.testing.assert_allclose(got.vectors, model.transform(images), rtol=1e-5, atol=1e-6)
+    client.wait_for_workers(2, timeout=60)

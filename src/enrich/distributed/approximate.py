@@ -66,6 +66,10 @@ def _index(token: str, data: np.ndarray, params: dict[str, Any]) -> Any:
     return _INDEX[token]
 
 
+def _forget_index() -> None:
+    _INDEX.clear()
+
+
 def _search(
     source: Any,
     a: int,
@@ -163,6 +167,7 @@ def redundancy(
             progress(size[done.key])
         done.release()
     built.release()
+    client.run(_forget_index)  # the workers' copies of the index are not needed any more
     lost = np.flatnonzero(near < 0)
     if len(lost):
         best[lost], near[lost] = client.submit(_exact, source, lost, block, pure=False).result()

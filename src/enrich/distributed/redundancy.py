@@ -70,10 +70,21 @@ def _unit_rows_for(source: Any, tiles: list[tuple[int, int]], block: int) -> np.
         return np.asarray(source)
     n, d = source.n, source.d
     Xn = np.empty((n, d), dtype=np.float32)  # untouched pages stay unallocated
-    for b in sorted({b for tile in tiles for b in tile}):
-        a = b * block
-        Xn[a : a + block] = read_rows(source, a, min(n, a + block))
+    for a, b in _runs(sorted({b for tile in tiles for b in tile}), block, n):
+        Xn[a:b] = read_rows(source, a, b)  # a run of consecutive blocks in one read
     return Xn
+
+
+def _runs(blocks: list[int], block: int, n: int) -> list[tuple[int, int]]:
+    """Row ranges of runs of consecutive blocks (sorted)."""
+    out: list[tuple[int, int]] = []
+    for b in blocks:
+        a = b * block
+        if out and out[-1][1] == a:
+            out[-1] = (out[-1][0], min(n, a + block))
+        else:
+            out.append((a, min(n, a + block)))
+    return out
 
 
 def _fold_tiles(

@@ -293,7 +293,9 @@ def redundancy_main(argv: list[str]) -> None:
             print(
                 f"approximate IVF nlist={a['nlist']} nprobe={a['nprobe']}: {sec:.1f}s, recall "
                 f"{rec['recall']:.3f} on {rec['sample']:,} (mean shortfall "
-                f"{rec['mean_shortfall']:.2g}, max {rec['max_shortfall']:.2g}); worker peak "
+                f"{rec['mean_shortfall']:.2g}, max {rec['max_shortfall']:.2g}); index "
+                f"{r.info['seconds_index']:.0f}s on one worker, search "
+                f"{r.info['seconds_search']:.0f}s; worker peak "
                 f"RSS {', '.join(f'{p:.0f}' for p in peaks)} MiB",
                 flush=True,
             )
@@ -309,6 +311,8 @@ def redundancy_main(argv: list[str]) -> None:
                     "mean_shortfall": rec["mean_shortfall"],
                     "max_shortfall": rec["max_shortfall"],
                     "worker_peak_rss_mib": max(peaks),
+                    "seconds_index": r.info["seconds_index"],
+                    "seconds_search": r.info["seconds_search"],
                 }
             )
         if args.exact_tasks != 0:

@@ -132,5 +132,243 @@ def main() -> None:
         print(f"wrote {args.csv}")
 
 
+# --------------------------------------------------------------------------- redundancy
+REDUNDANCY_DOC = """Redundancy at scale on Dask: a clustered store on disk, exact and approximate.
+
+    python benchmarks/bench_dask.py redundancy                       # 1M x 128, 2 workers
+    python benchmarks/bench_dask.py redundancy --n 200000 --exact-tasks 0
+    python benchmarks/bench_dask.py redundancy --store /big/e.zarr   # keep the store
+
+The embeddings are generated clip by clip (as benchmarks/_data.clustered) and written to a Zarr
+store chunk by chunk, so the driver never holds them. On a LocalCluster of --workers
+single-threaded workers, reading the store themselves:
+
+- approximate (faiss IVF, the defaults of `enrich redundancy --approximate ivf`): wall time,
+  the measured recall of the true maximum, per-worker peak RSS;
+- exact: the tiles of the all-pairs product, in G x G squares of the block grid; only
+  --exact-tasks of the squares (chosen at random, seeded) are run, timed, and the whole run
+  extrapolated from their share of the tiles (--exact-tasks -1: every square).
+
+Peak RSS per worker is sampled every 0.2 s by a thread in each worker (psutil).
+"""
+
+
+def clustered_store(path: Path, n: int, d: int, *, chunk_rows: int, seed: int) -> float:
+    """Write the clustered embeddings of benchmarks/_data.clustered (300 clips around 8 view
+    centres, frames on a slow random walk) to a store, buffering one chunk at a time."""
+    import shutil
+
+    from enrich.distributed.store import FORMAT, VERSION, _zarr
+
+    zarr = _zarr()
+    t = time.perf_counter()
+    shutil.rmtree(path, ignore_errors=True)
+    group = zarr.open_group(str(path), mode="w")
+    vec = group.create_array("vectors", shape=(n, d), dtype="float32", chunks=(chunk_rows, d))
+    rng = np.random.default_rng(seed)
+    views = rng.normal(size=(8, d))
+    views /= np.linalg.norm(views, axis=1, keepdims=True)
+    sizes = rng.multinomial(n, np.full(300, 1 / 300))
+    buf = np.empty((chunk_rows, d), dtype=np.float32)
+    filled, row = 0, 0
+    for size in sizes:
+        start = views[rng.integers(8)] + 0.35 * rng.normal(size=d) / np.sqrt(d) * 4
+        pos = start.copy()
+        done = 0
+        while done < size:
+            m = min(size - done, chunk_rows - filled)
+            walk = pos + np.cumsum(0.02 * rng.normal(size=(m, d)), axis=0)
+            pos = walk[-1]
+            frames = walk + 0.05 * rng.normal(size=(m, d))
+            buf[filled : filled + m] = frames / np.linalg.norm(frames, axis=1, keepdims=True)
+            filled += m
+            done += m
+            if filled == chunk_rows:
+                vec[row : row + filled] = buf
+                row, filled = row + filled, 0
+    if filled:
+        vec[row : row + filled] = buf[:filled]
+    ids = group.create_array("ids", shape=(n,), dtype=str, chunks=(chunk_rows,))
+    for a in range(0, n, chunk_rows):
+        ids[a : min(n, a + chunk_rows)] = np.array(
+            [f"img_{i:08d}" for i in range(a, min(n, a + chunk_rows))]
+        )
+    group.attrs.update(
+        {"format": FORMAT, "version": VERSION, "n_images": n, "dim": d, "fingerprint": "bench"}
+    )
+    return time.perf_counter() - t
+
+
+def _start_sampler(dask_worker: object) -> None:
+    """In each worker: a thread recording the process's peak RSS (on the worker object, which
+    outlives this function: client.run unpickles a fresh copy of each function)."""
+    import threading
+
+    import psutil
+
+    peak = {"rss": 0.0, "on": 1.0}
+    dask_worker._enrich_peak = peak  # type: ignore[attr-defined]
+    proc = psutil.Process()
+
+    def run() -> None:
+        while peak["on"]:
+            peak["rss"] = max(peak["rss"], proc.memory_info().rss)
+            time.sleep(0.2)
+
+    threading.Thread(target=run, daemon=True).start()
+
+
+def _stop_sampler(dask_worker: object) -> float:
+    peak = dask_worker._enrich_peak  # type: ignore[attr-defined]
+    peak["on"] = 0.0
+    return float(peak["rss"]) / 2**20
+
+
+def redundancy_main(argv: list[str]) -> None:
+    import logging
+    import tempfile
+
+    import psutil
+    from distributed import Client, LocalCluster
+
+    from enrich.approximate import ApproxOptions
+    from enrich.distributed._rows import StoreRows
+    from enrich.distributed.approximate import redundancy as approximate
+    from enrich.distributed.redundancy import _fold_tiles, _square_tasks
+
+    ap = argparse.ArgumentParser(description=REDUNDANCY_DOC.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--chunk-rows", type=int, default=65536)
+    ap.add_argument("--store", type=Path, help="store path (default: a temporary folder)")
+    ap.add_argument("--reuse-store", action="store_true", help="use --store as it is")
+    ap.add_argument("--nprobe", type=int, default=32)
+    ap.add_argument("--recall-sample", type=int, default=1000)
+    ap.add_argument("--block", type=int, default=1024, help="exact: tile size")
+    ap.add_argument("--groups", type=int, default=32, help="exact: G (G x G squares)")
+    ap.add_argument("--exact-tasks", type=int, default=4, help="exact squares run (-1: all)")
+    ap.add_argument("--skip-approximate", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--csv", help="also write the table here")
+    args = ap.parse_args(argv)
+
+    tmp = None
+    if args.store is None:
+        tmp = tempfile.TemporaryDirectory(prefix="bench_dask_")
+        args.store = Path(tmp.name) / "e.zarr"
+    n, d = args.n, args.dim
+    if not args.reuse_store:
+        sec = clustered_store(args.store, n, d, chunk_rows=args.chunk_rows, seed=args.seed)
+        print(f"store: {n:,} x {d} clustered -> {args.store} in {sec:.1f}s", flush=True)
+    rows = StoreRows.open(str(args.store))
+    driver_rss = psutil.Process().memory_info().rss / 2**20
+    print(f"driver RSS after opening the store (ids only): {driver_rss:.0f} MiB", flush=True)
+    table = []
+    with (
+        LocalCluster(
+            n_workers=args.workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+            memory_limit=0,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        if not args.skip_approximate:
+            client.run(_start_sampler)
+            t = time.perf_counter()
+            r = approximate(
+                rows,
+                client,
+                options=ApproxOptions(
+                    nprobe=args.nprobe, recall_sample=args.recall_sample, seed=args.seed
+                ),
+            )
+            sec = time.perf_counter() - t
+            peaks = list(client.run(_stop_sampler).values())
+            a = r.info["approximate"]
+            rec = a["recall"]
+            print(
+                f"approximate IVF nlist={a['nlist']} nprobe={a['nprobe']}: {sec:.1f}s, recall "
+                f"{rec['recall']:.3f} on {rec['sample']:,} (mean shortfall "
+                f"{rec['mean_shortfall']:.2g}, max {rec['max_shortfall']:.2g}); index "
+                f"{r.info['seconds_index']:.0f}s on one worker, search "
+                f"{r.info['seconds_search']:.0f}s; worker peak "
+                f"RSS {', '.join(f'{p:.0f}' for p in peaks)} MiB",
+                flush=True,
+            )
+            table.append(
+                {
+                    "n": n,
+                    "dim": d,
+                    "workers": args.workers,
+                    "method": f"approximate ivf nlist={a['nlist']} nprobe={a['nprobe']}",
+                    "seconds": sec,
+                    "measured": "all",
+                    "recall": rec["recall"],
+                    "mean_shortfall": rec["mean_shortfall"],
+                    "max_shortfall": rec["max_shortfall"],
+                    "worker_peak_rss_mib": max(peaks),
+                    "seconds_index": r.info["seconds_index"],
+                    "seconds_search": r.info["seconds_search"],
+                }
+            )
+        if args.exact_tasks != 0:
+            nb = -(-n // args.block)
+            tasks = _square_tasks(nb, args.groups * (args.groups + 1) // 2)
+            total_tiles = sum(len(t) for t in tasks)
+            rng = np.random.default_rng(args.seed)
+            pick = (
+                np.arange(len(tasks))
+                if args.exact_tasks < 0
+                else rng.choice(len(tasks), size=min(args.exact_tasks, len(tasks)), replace=False)
+            )
+            chosen = [tasks[k] for k in pick]
+            tiles = sum(len(t) for t in chosen)
+            client.run(_start_sampler)
+            t = time.perf_counter()
+            futures = [
+                client.submit(_fold_tiles, rows, tl, 0.95, args.block, False, pure=False)
+                for tl in chosen
+            ]
+            client.gather(futures)
+            sec = time.perf_counter() - t
+            peaks = list(client.run(_stop_sampler).values())
+            full = sec * total_tiles / tiles
+            print(
+                f"exact: {tiles:,} of {total_tiles:,} tiles ({len(chosen)} of {len(tasks)} "
+                f"squares) in {sec:.1f}s -> whole run about {full:.0f}s "
+                f"({full / 3600:.2f} h) on {args.workers} workers; worker peak RSS "
+                f"{', '.join(f'{p:.0f}' for p in peaks)} MiB",
+                flush=True,
+            )
+            table.append(
+                {
+                    "n": n,
+                    "dim": d,
+                    "workers": args.workers,
+                    "method": f"exact, block {args.block}, {len(tasks)} squares",
+                    "seconds": full,
+                    "measured": f"{tiles} of {total_tiles} tiles in {sec:.1f}s",
+                    "recall": 1.0,
+                    "mean_shortfall": 0.0,
+                    "max_shortfall": 0.0,
+                    "worker_peak_rss_mib": max(peaks),
+                }
+            )
+    if args.csv:
+        import pandas as pd
+
+        pd.DataFrame(table).to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    if tmp is not None:
+        tmp.cleanup()
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["redundancy"]:
+        redundancy_main(sys.argv[2:])
+    else:
+        main()

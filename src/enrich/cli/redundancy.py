@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from enrich.cli._common import add_input_arguments, load_input, progress_bar
 from enrich.distributed import add_engine_arguments, engine_from_args
 from enrich.errors import EnrichError
+
+if TYPE_CHECKING:
+    from enrich.redundancy import RedundancyResult
 
 __all__ = ["add_arguments", "run"]
 
@@ -36,6 +41,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "components of similarity >= --threshold, which chain)",
     )
     parser.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
+    approx = parser.add_argument_group(
+        "approximate (faiss; for millions of images; needs enrich-imaging[faiss])"
+    )
+    approx.add_argument(
+        "--approximate",
+        choices=("ivf", "hnsw"),
+        help="search each image's nearest image in a faiss index instead of comparing all "
+        "pairs; values are exact for the pair found, the pair may not be the best one, and "
+        "the measured recall goes into summary.json",
+    )
+    approx.add_argument("--nlist", type=int, help="IVF cells (default 4*sqrt(N))")
+    approx.add_argument(
+        "--nprobe", type=int, default=32, help="IVF cells searched per image (default 32)"
+    )
+    approx.add_argument("--hnsw-m", type=int, default=32, help="HNSW links per node (default 32)")
+    approx.add_argument("--ef-search", type=int, default=128, help="HNSW search list (default 128)")
+    approx.add_argument(
+        "--recall-sample",
+        type=int,
+        default=1000,
+        help="images whose exact maximum is computed to measure the recall (default 1000)",
+    )
+    approx.add_argument(
+        "--seed", type=int, default=0, help="k-means and recall sample seed (default 0)"
+    )
     add_engine_arguments(parser)
 
 
@@ -70,48 +100,87 @@ def _run(args: argparse.Namespace, out: Path, sources: list[tuple[str, str]]) ->
     from enrich.redundancy import plot_cdf, redundancy
 
     scheduler = engine_from_args(args)
+    options = None
+    if args.approximate is not None:
+        from enrich.approximate import ApproxOptions
+
+        options = ApproxOptions(
+            method=args.approximate,
+            nlist=args.nlist,
+            nprobe=args.nprobe,
+            m=args.hnsw_m,
+            ef_search=args.ef_search,
+            recall_sample=args.recall_sample,
+            seed=args.seed,
+        )
+        options.check()
+    else:
+        given = [f"--{k.replace('_', '-')}" for k in ("nlist",) if getattr(args, k) is not None]
+        if given:
+            raise EnrichError(f"{', '.join(given)} needs --approximate ivf")
 
     # Load and validate everything first: a bad second file must not leave half the outputs.
+    # On Dask, a Zarr store is not loaded: its ids are read here, and the workers read and
+    # validate their own rows.
     loaded = []
     for k, (kind, path) in enumerate(sources):
+        store = _store_rows(kind, path) if scheduler is not None else None
+        if store is not None:
+            rows, ids, fp, default_name = store
+            name = args.name[k] if args.name else default_name
+            loaded.append((name, ids, rows, path, fp))
+            continue
         emb, _, default_name = load_input(
             path if kind == "embeddings" else None, path if kind == "workspace" else None
         )
         name = args.name[k] if args.name else default_name
         X = check_vectors(emb.vectors, ids=emb.ids, name=f"embeddings {name}")
-        loaded.append((name, emb, X, path))
+        loaded.append((name, emb.ids, X, path, fingerprint(emb.vectors, emb.ids)))
     names = [n for n, *_ in loaded]
     if len(set(names)) != len(names):
         raise EnrichError(f"dataset names repeat: {names}; give distinct --name values")
 
     tables, summaries, curves = [], {}, {}
     with contextlib.ExitStack() as stack:
-        compute = redundancy
+        compute: Callable[..., RedundancyResult] = redundancy
         if scheduler is not None:  # --engine dask: the same tiles, on Dask workers
             from enrich.distributed._client import connect
-            from enrich.distributed.redundancy import redundancy as on_dask
 
             client = stack.enter_context(connect(scheduler))
+            if options is None:
+                from enrich.distributed.redundancy import redundancy as on_dask
+            else:
+                from enrich.distributed.approximate import redundancy as on_dask
             compute = functools.partial(on_dask, client=client)
+        if options is not None:
+            if scheduler is None:
+                from enrich.approximate import redundancy as approximate
+
+                compute = approximate
+            compute = functools.partial(compute, options=options)
         results = []
-        for name, _, X, _ in loaded:
-            n_tiles = -(-len(X) // 1024)
-            with progress_bar(n_tiles * (n_tiles + 1) // 2, f"redundancy {name}", "tile") as tick:
+        for name, ids, X, _, _ in loaded:
+            if options is None:
+                n_tiles = -(-len(ids) // 1024)
+                total, unit = n_tiles * (n_tiles + 1) // 2, "tile"
+            else:
+                total, unit = len(ids), "image"
+            with progress_bar(total, f"redundancy {name}", unit) as tick:
                 results.append(
                     compute(
                         X, group_threshold=args.threshold, group_method=args.groups, progress=tick
                     )
                 )
-    for (name, emb, X, path), res in zip(loaded, results, strict=True):
+    for (name, ids, _, path, fp), res in zip(loaded, results, strict=True):
         groups = res.groups()
-        group_id = np.full(len(X), -1, dtype=np.int64)
+        group_id = np.full(len(ids), -1, dtype=np.int64)
         for g, members in enumerate(groups):
             group_id[members] = g
         table = pd.DataFrame(
             {
-                "id": emb.ids,
+                "id": ids,
                 "max_similarity": res.max_similarity,
-                "nearest_id": emb.ids[res.nearest],
+                "nearest_id": ids[res.nearest],
                 "duplicate_group": group_id,  # -1: in no group
                 "group_method": res.group_method,
             }
@@ -122,10 +191,13 @@ def _run(args: argparse.Namespace, out: Path, sources: list[tuple[str, str]]) ->
         summaries[name] = {
             **res.summary(),
             "input": str(path),
-            "input_fingerprint": fingerprint(emb.vectors, emb.ids),
+            "input_fingerprint": fp,
         }
+        if "approximate" in res.info:
+            summaries[name]["approximate"] = res.info["approximate"]
         if scheduler is not None:
-            summaries[name]["engine"] = {**res.info, "scheduler": str(scheduler)}
+            engine = {k: v for k, v in res.info.items() if k != "approximate"}
+            summaries[name]["engine"] = {**engine, "scheduler": str(scheduler)}
         curves[name] = res.max_similarity
 
     out.mkdir(parents=True, exist_ok=True)
@@ -142,5 +214,41 @@ def _run(args: argparse.Namespace, out: Path, sources: list[tuple[str, str]]) ->
             f"{s['near_duplicates']['n_groups']:,} near-duplicate groups at >= {args.threshold} "
             f"({args.groups})"
         )
+        if "approximate" in s:
+            from enrich.approximate import describe
+
+            print(f"{name}: {describe(s)}")
     print(f"wrote {out / 'redundancy.csv'}, {out / 'summary.json'}, {out / 'cdf.png'}")
     return 0
+
+
+def _store_rows(kind: str, path: str) -> tuple[Any, Any, str, str] | None:
+    """A Zarr store input, for the Dask workers to read: (rows, ids, fingerprint, name).
+
+    None when the input is not a store (or a workspace whose store does not hold exactly its
+    manifest's images in order, or a store without a recorded fingerprint): it is loaded."""
+    import numpy as np
+
+    from enrich.distributed.store import is_zarr_store, open_zarr
+
+    if kind == "embeddings":
+        if not is_zarr_store(path):
+            return None
+        store, name = Path(path), Path(path).stem
+    else:
+        from enrich.workspace import Workspace
+
+        ws = Workspace(path)
+        store, name = ws.path / "embeddings.zarr", Path(path).resolve().name
+        if ws.embeddings_path.is_file() or not is_zarr_store(store):
+            return None
+    from enrich.distributed._rows import StoreRows
+
+    lazy = open_zarr(store)
+    if kind == "workspace" and ws.has_manifest():
+        if not np.array_equal(ws.manifest()["id"].to_numpy(dtype=str), lazy.ids):
+            return None
+    fp = lazy.meta.get("stored_fingerprint")
+    if fp is None:
+        return None
+    return StoreRows.open(str(store), lazy), lazy.ids, str(fp), name

@@ -38,7 +38,7 @@ import numpy as np
 from enrich._outputs import check_seed
 from enrich.embed.base import CONFIG_FILE, Embedder, read_config
 from enrich.embed.registry import get_embedder_class
-from enrich.embeddings import Embeddings, load_embeddings
+from enrich.embeddings import Embeddings
 from enrich.errors import EnrichError
 from enrich.io._discover import IGNORED_REASON
 from enrich.io._paths import text_path
@@ -302,7 +302,7 @@ def embed_sources(
     info = ws.embeddings_info()
     if reuse and ws.has_embeddings() and info.get("model_fingerprint") == model_fp:
         try:
-            old = load_embeddings(ws.embeddings_path)
+            old = ws.embeddings(aligned=False)  # embeddings.npz, or embeddings.zarr alone
         except EnrichError:
             old = None  # unreadable: embed everything again
         if old is not None and old.dim != model.dim:
@@ -318,10 +318,18 @@ def embed_sources(
     new_ids: list[str] = []
     read_skips: list[SkippedImages] = []
     read_warnings: list[tuple[str, str]] = []
+    staged: Any = None
     if shard_map is not None:  # on Dask workers, shards of whole files, same saved model
         new_ids, new_vecs, read_skips = shard_map(
             new_rows, pp, discovery.options, ws.model_dir, cls, batch_size
         )
+        # Vectors the workers left on disk (distributed.embed.StagedVectors) become the
+        # workspace's embeddings.zarr without passing through here, unless merged with old ones.
+        staged = new_vecs if hasattr(new_vecs, "write_store") else None
+        if staged is not None and old is not None:
+            new_vecs = staged.load()
+            staged.discard()
+            staged = None
     else:
         batches = read_batches(
             new_rows,
@@ -339,8 +347,8 @@ def embed_sources(
     keep = have_old.copy()
     keep[~have_old] = np.isin(ids[~have_old], np.asarray(new_ids, dtype=str))
     final_ids = ids[keep]
-    if old is None and keep.all() and len(new_ids) == len(ids):
-        vectors = new_vecs  # first run, nothing failed: already in manifest order
+    if staged is not None or (old is None and keep.all() and len(new_ids) == len(ids)):
+        vectors = new_vecs  # nothing old to merge: already in manifest order
     else:
         vectors = np.empty((len(final_ids), model.dim), np.float32)
         slot = {k: i for i, k in enumerate(final_ids.tolist())}
@@ -404,11 +412,46 @@ def embed_sources(
         "reader_warnings": reader_warnings["records"],
     }
     # Embeddings first, manifest last: an interrupted run leaves every manifest row embedded.
-    ws.write_embeddings(Embeddings(final_ids, vectors), info=record)
+    if staged is not None or (shard_map is not None and _holds_store(ws)):
+        _write_store(ws, staged, final_ids, vectors, record)
+    else:
+        ws.write_embeddings(Embeddings(final_ids, vectors), info=record)
     ws.write_skipped(all_skipped)
     ws.write_manifest(manifest.loc[keep].reset_index(drop=True))
     summary.details = record
     return summary
+
+
+def _holds_store(ws: Workspace) -> bool:
+    return not ws.embeddings_path.is_file() and (ws.path / "embeddings.zarr").is_dir()
+
+
+def _write_store(
+    ws: Workspace, staged: Any, ids: np.ndarray, vectors: Any, record: dict[str, Any]
+) -> None:
+    """``embeddings.zarr`` (``--engine dask``), then ``embeddings.json``; an older
+    ``embeddings.npz`` is removed, so that the store is what every command reads.
+
+    From the vectors the Dask workers staged (`staged`), the workers write it chunk by chunk;
+    from vectors in memory (merged with an earlier run's), it is written here."""
+    from enrich._atomic import write_json
+    from enrich.distributed.store import save_zarr
+    from enrich.embeddings import fingerprint
+
+    target = ws.path / "embeddings.zarr"
+    if staged is not None:
+        fp = staged.write_store(target, ids)
+        staged.discard()
+        n, d = staged.shape
+    else:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        save_zarr(target, Embeddings(ids, vectors))
+        fp, (n, d) = fingerprint(vectors, ids), vectors.shape
+    ws.embeddings_path.unlink(missing_ok=True)
+    write_json(
+        ws.embeddings_info_path,
+        {**record, "n_images": n, "dim": d, "fingerprint": fp, "format": "zarr"},
+    )
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -227,6 +227,43 @@ def redundancy_table() -> str | None:
     return _md(pd.DataFrame(rows))
 
 
+def clip_redundancy_table() -> str | None:
+    """Fig. 1 on frames from clips: where each frame's nearest neighbour is, and how similar
+    the nearest frame is within the clip, in the patient's other clips and in other patients
+    (from ``redundancy/clips_*.json``, aggregates only)."""
+    import pandas as pd
+
+    paths = sorted((RESULTS / "redundancy").glob("clips_*.json"))
+    if not paths:
+        return None
+    rows = []
+    for path in paths:
+        s = json.loads(path.read_text(encoding="utf-8"))
+        near = s["nearest_neighbour_in"]
+        key = path.stem[len("clips_") : -len(s["embedder"]) - 1]
+
+        def above(part: str, t: str = "0.9", s: dict[str, Any] = s) -> str:
+            return _pct(float(s[part]["fraction_above"][t]), 1)
+
+        rows.append(
+            {
+                "set": key,
+                "embedding": EMBEDDER_NAMES.get(s["embedder"], s["embedder"]),
+                "frames / clips / patients": f"{s['n_images']:,} / {s['n_clips']} / "
+                f"{s['n_patients']}",
+                "nearest in same clip": _pct(float(near["same_clip"]), 2),
+                "in patient's other clips": _pct(float(near["same_patient_other_clip"]), 2),
+                "in other patients": _pct(float(near["other_patient"]), 2),
+                "> 0.9 (any)": above("any"),
+                "> 0.9 (same clip)": above("same_clip"),
+                "> 0.9 (patient's other clips)": above("same_patient_other_clip"),
+                "> 0.9 (other patients)": above("other_patient"),
+                "median (other patients)": f"{s['other_patient']['quantiles']['0.5']:.3f}",
+            }
+        )
+    return _md(pd.DataFrame(rows))
+
+
 def per_size_table(table: pd.DataFrame, *, baseline: str = "random") -> str:
     """Fig. 3 numbers: mean ± SD per strategy and size, MWU vs baseline, vs full."""
     import pandas as pd
@@ -478,6 +515,9 @@ def tables() -> dict[str, str]:
     if red is not None:
         out["redundancy"] = red
     out["scale"] = scale_table()
+    clips = clip_redundancy_table()
+    if clips is not None:
+        out["redundancy_clips"] = clips
     for study in BENCHMARKS:
         t = load_results(study)
         if t is None:

@@ -99,11 +99,12 @@ def _rank_sharded(
 
     # a numpy array is checked here, once; a lazy one by the workers, each its own rows
     Xv = check_vectors(X) if isinstance(X, np.ndarray) or not hasattr(X, "shape") else X
-    if len(Xv.shape) != 2 or len(Xv) < 2:
+    if len(Xv.shape) != 2 or Xv.shape[0] < 2:
         raise EnrichError(f"embeddings have shape {tuple(Xv.shape)}: expected (N >= 2, d)")
+    n = int(Xv.shape[0])
     rng = np.random.default_rng(check_seed(seed))
-    init = resolve_initial(initial, len(Xv), rng)
-    k = resolve_budget(budget, len(Xv), len(init))
+    init = resolve_initial(initial, n, rng)
+    k = resolve_budget(budget, n, len(init))
     if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
         raise EnrichError(f"candidates={candidates!r}: expected a whole number >= 1")
     picks, sims, info = rank_sharded(
@@ -215,8 +216,8 @@ def rank(
             raise EnrichError(
                 f"exact ranking needs about {need / 2**30:.1f} GiB on one worker "
                 f"({len(Xv):,} x {Xv.shape[1]} float32), but the largest worker has "
-                f"{biggest / 2**30:.1f} GiB; give workers more memory or use the "
-                "approximate --mode composable"
+                f"{biggest / 2**30:.1f} GiB; give workers more memory, or use --mode sharded "
+                "(the same exact order, the rows spread over the workers)"
             )
         [data] = client.scatter([Xv], hash=False)
         result: RankResult = client.submit(

@@ -169,6 +169,16 @@ def _lost(exc: BaseException) -> bool:
     )
 
 
+class _Failed:
+    """A call that failed before it was sent; ``result()`` raises its exception."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def result(self) -> Any:
+        raise self.exc
+
+
 class _Shards:
     """The driver's handle on the shard actors: placement, calls, and rebuilding lost ones."""
 
@@ -182,7 +192,12 @@ class _Shards:
         self.recoveries = 0
         self.chosen: list[np.ndarray] = []  # the order so far, in pieces
         for i in range(len(bounds)):
-            self._make(i)
+            try:
+                self._make(i)
+            except Exception as exc:
+                if not _lost(exc):
+                    raise
+                self.rebuild([i])
 
     def _live_workers(self) -> list[str]:
         return sorted(self.client.scheduler_info()["workers"])
@@ -222,10 +237,29 @@ class _Shards:
         V = np.empty((len(index), self.X.shape[1]), dtype=np.float32)
         sq = np.empty(len(index))
         own = self.owner(index)
-        calls = {int(w): self.actors[w].rows(index[own == w]) for w in np.unique(own).tolist()}
-        for w, call in calls.items():
-            V[own == w], sq[own == w] = call.result()
+        todo = np.unique(own).tolist()
+        while todo:
+            calls = {w: self._ask(w, "rows", index[own == w]) for w in todo}
+            failed = []
+            for w, call in calls.items():
+                try:
+                    V[own == w], sq[own == w] = call.result()
+                except Exception as exc:
+                    if not _lost(exc):
+                        raise
+                    failed.append(w)
+            if failed:
+                self.rebuild(failed)
+            todo = failed
         return V, sq
+
+    def _ask(self, i: int, method: str, *args: Any) -> Any:
+        """Call `method` on shard i's actor: an actor future, or the exception when the
+        call cannot even be sent (its worker is known to be gone)."""
+        try:
+            return getattr(self.actors[i], method)(*args)
+        except Exception as exc:
+            return _Failed(exc)
 
     def call(self, method: str, *args: Any) -> list[Any]:
         """`method(*args)` on every shard; a lost shard is rebuilt (with everything chosen
@@ -233,7 +267,7 @@ class _Shards:
         todo = list(range(len(self.actors)))
         out: list[Any] = [None] * len(self.actors)
         while todo:
-            calls = {i: getattr(self.actors[i], method)(*args) for i in todo}
+            calls = {i: self._ask(i, method, *args) for i in todo}
             failed = []
             for i, call in calls.items():
                 try:
@@ -265,7 +299,7 @@ class _Shards:
                 for a in range(0, len(chosen), _RESTORE_CHUNK):
                     idx = chosen[a : a + _RESTORE_CHUNK]
                     P, psq = self.rows(idx)
-                    for call in [self.actors[i].apply(P, psq, idx) for i in lost]:
+                    for call in [self._ask(i, "apply", P, psq, idx) for i in lost]:
                         call.result()
                 return
             except Exception as exc:
@@ -277,9 +311,11 @@ class _Shards:
 
     def _unreachable(self) -> list[int]:
         bad = []
-        for i, actor in enumerate(self.actors):
+        for i in range(len(self.actors)):
+            if self.actors[i] is None:  # not made yet
+                continue
             try:
-                actor.memory().result()
+                self._ask(i, "memory").result()
             except Exception as exc:
                 if not _lost(exc):
                     raise
@@ -345,7 +381,7 @@ def rank_sharded(
     info : dict
         Rounds, shards, candidates, recoveries and seconds.
     """
-    n = len(X)
+    n = int(X.shape[0])
     n_shards = max(1, min(n_shards, n))
     edges = np.linspace(0, n, n_shards + 1).round().astype(np.int64)
     bounds = [(int(a), int(b)) for a, b in itertools.pairwise(edges.tolist()) if b > a]

@@ -1,0 +1,209 @@
+"""`enrich rank --engine dask --mode sharded`: the in-process order, with the rows on the
+workers, on a real 2-worker LocalCluster (ties, near-ties, seeds, labeled ids, lost workers)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("distributed")
+
+from enrich.cli import main
+from enrich.errors import EnrichError
+from enrich.select import rank
+
+from _data import clustered
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def client():
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as c,
+    ):
+        yield c
+
+
+def with_ties(n: int, d: int, seed: int) -> np.ndarray:
+    """Clustered rows plus exact copies (same angle: reference cosine exactly 1.0), scaled
+    copies, and near-copies whose cosines differ from a copy's far below float32 resolution
+    (so the float32 products cannot tell them apart and the reference must decide)."""
+    X = clustered(n, d, seed=seed)
+    rng = np.random.default_rng(seed)
+    copies = X[rng.choice(n, size=n // 10, replace=False)]
+    scaled = X[rng.choice(n, size=n // 20, replace=False)] * 3.0
+    near = X[rng.choice(n, size=n // 20, replace=False)].astype(np.float64)
+    near[:, 0] += 1e-7  # below float32 resolution of the cosine
+    out = np.vstack([X, copies, scaled, near.astype(np.float32), copies[: n // 40]])
+    return out[rng.permutation(len(out))]
+
+
+def same(got, want) -> None:
+    np.testing.assert_array_equal(got.order, want.order)
+    np.testing.assert_array_equal(got.max_similarity, want.max_similarity)
+    assert got.n_initial == want.n_initial
+
+
+# --------------------------------------------------------------------------- no cluster
+@pytest.mark.parametrize("b", [1, 3, 10, 50, 200])
+def test_smallest_keys_are_the_lexicographic_smallest(b: int) -> None:
+    from enrich.distributed.sharded import _smallest
+
+    rng = np.random.default_rng(b)
+    s = rng.integers(0, 6, size=120).astype(np.float64)  # many exact ties
+    s[rng.choice(120, size=30, replace=False)] = np.inf  # chosen rows
+    keys = sorted((v, i) for i, v in enumerate(s.tolist()) if v != np.inf)
+    got, nxt = _smallest(s, b)
+    assert got.tolist() == sorted(i for _, i in keys[:b])
+    assert nxt == (keys[b] if b < len(keys) else (np.inf, np.iinfo(np.int64).max))
+
+
+# --------------------------------------------------------------------------- the order
+@pytest.mark.parametrize(
+    ("initial", "budget", "candidates", "shards"),
+    [
+        (None, None, 64, None),  # one random seed, the full order
+        (0.02, 300, 1, 3),  # one candidate per shard: one pick per round at least
+        (5, 400, 16, 5),
+        ([3, 700, 12, 655], 250, 1024, 2),  # labeled ids
+    ],
+)
+def test_sharded_is_the_in_process_order(client, initial, budget, candidates, shards) -> None:
+    from enrich.distributed.rank import rank as on_dask
+
+    X = with_ties(700, 12, seed=2)
+    got = on_dask(
+        X,
+        client,
+        mode="sharded",
+        initial=initial,
+        budget=budget,
+        seed=11,
+        candidates=candidates,
+        n_shards=shards,
+    )
+    want = rank(X, initial=initial, budget=budget, seed=11)
+    same(got, want)
+    assert got.info["mode"] == "sharded" and got.info["approximate"] is False
+    assert got.info["rounds"] >= 1 and got.info["recovered_shards"] == 0
+    if candidates == 1:
+        assert got.info["rounds"] <= len(got.picks)
+    # the ties are really there: copies picked after their original at similarity exactly 1
+    if budget is None:
+        assert (got.max_similarity == 1.0).sum() > 0
+
+
+@pytest.mark.slow
+def test_sharded_on_the_shipped_xrays(client) -> None:
+    from enrich.distributed.rank import rank as on_dask
+
+    data = np.load(ROOT / "data" / "pneumoniamnist" / "pneumoniamnist.npz")
+    X = data["train_images"].reshape(len(data["train_images"]), -1)  # pixels as embeddings
+    got = on_dask(X, client, mode="sharded", initial=0.01, budget=1500, seed=0)
+    same(got, rank(X, initial=0.01, budget=1500, seed=0))
+
+
+def test_sharded_reads_a_lazy_array_on_the_workers(client, tmp_path: Path) -> None:
+    zarr = pytest.importorskip("zarr")
+    from enrich.distributed.rank import rank as on_dask
+
+    X = with_ties(400, 8, seed=4)
+    z = zarr.create_array(tmp_path / "v.zarr", shape=X.shape, chunks=(64, 8), dtype="float32")
+    z[:] = X
+    lazy = zarr.open_array(tmp_path / "v.zarr", mode="r")
+    got = on_dask(lazy, client, mode="sharded", budget=120, seed=3)
+    same(got, rank(X, budget=120, seed=3))
+
+
+def test_sharded_rejects_what_in_process_rejects(client) -> None:
+    from enrich.distributed.rank import rank as on_dask
+
+    X = clustered(50, 4, seed=0)
+    with pytest.raises(EnrichError, match="larger than the 49 images left"):
+        on_dask(X, client, mode="sharded", budget=50)
+    with pytest.raises(EnrichError, match="out of range"):
+        on_dask(X, client, mode="sharded", initial=[3, 50])
+    bad = X.copy()
+    bad[7] = np.nan
+    with pytest.raises(EnrichError, match="NaN or inf: ids 7"):
+        on_dask(bad, client, mode="sharded")
+    with pytest.raises(EnrichError, match="candidates=0"):
+        on_dask(X, client, mode="sharded", candidates=0)
+
+
+# --------------------------------------------------------------------------- reliability
+@pytest.mark.slow
+def test_killing_a_worker_mid_rank_gives_the_same_order(client) -> None:
+    from enrich.distributed.rank import rank as on_dask
+
+    X = with_ties(6000, 16, seed=8)
+    killed: list[int] = []
+
+    def kill_at_third_round(n: int) -> None:
+        # called by the driver after each round: kill the process of a worker holding a
+        # shard (SIGKILL: no goodbye), so the next round finds its actor gone
+        if len(killed) == 0 and n and (rounds := len(calls)) == 2:
+            held = client.has_what()
+            victim = next(w for w, keys in held.items() if any("Shard" in k for k in keys))
+            pid = client.run(os.getpid, workers=[victim])[victim]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(rounds)
+        calls.append(n)
+
+    calls: list[int] = []
+    got = on_dask(
+        X, client, mode="sharded", initial=0.01, seed=1, candidates=8, progress=kill_at_third_round
+    )
+    client.wait_for_workers(2, timeout=60)  # the nanny restarts it, for the next tests
+    assert killed and len(calls) > 3  # killed mid-run, with rounds to go
+    same(got, rank(X, initial=0.01, seed=1))
+    assert got.info["recovered_shards"] >= 1
+
+
+def test_too_many_lost_workers_is_one_line(client, monkeypatch) -> None:
+    import enrich.distributed.sharded as mod
+
+    shards = mod._Shards(client, clustered(50, 4, seed=0), [(0, 25), (25, 50)])
+    monkeypatch.setattr(mod, "MAX_RECOVERIES", 1)
+    try:
+        shards.rebuild([0])  # the first loss is rebuilt
+        assert shards.actors[0].memory().result() > 0
+        with pytest.raises(EnrichError, match=r"lost Dask workers 2 times .* nothing was written"):
+            shards.rebuild([1])
+    finally:
+        shards.close()
+
+
+# --------------------------------------------------------------------------- the CLI
+@pytest.mark.slow
+def test_cli_rank_sharded_matches_local(client, tmp_path: Path) -> None:
+    X = with_ties(500, 8, seed=5)
+    ids = np.array([f"img_{i:04d}.png" for i in range(len(X))])
+    np.savez(tmp_path / "emb.npz", ids=ids, vectors=X)
+    (tmp_path / "labeled.txt").write_text("img_0003.png\nimg_0100.png\n")
+    base = ["rank", "-e", str(tmp_path / "emb.npz"), "--labeled", str(tmp_path / "labeled.txt")]
+    assert main([*base, "-o", str(tmp_path / "local.csv")]) == 0
+    address = client.scheduler.address
+    argv = [*base, "-o", str(tmp_path / "dask.csv"), "--scheduler", address, "--mode", "sharded"]
+    assert main([*argv, "--shards", "3"]) == 0
+    assert (tmp_path / "local.csv").read_bytes() == (tmp_path / "dask.csv").read_bytes()
+    side = json.loads((tmp_path / "dask.json").read_text())
+    assert side["engine"]["mode"] == "sharded" and side["engine"]["n_shards"] == 3
+    assert side["method"].endswith("(sharded)") and side["scheduler"] == address

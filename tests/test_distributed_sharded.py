@@ -180,7 +180,7 @@ def test_killing_a_worker_mid_rank_gives_the_same_order(client) -> None:
 def test_too_many_lost_workers_is_one_line(client, monkeypatch) -> None:
     import enrich.distributed.sharded as mod
 
-    shards = mod._Shards(client, clustered(50, 4, seed=0), [(0, 25), (25, 50)])
+    shards = mod._Shards(client, clustered(50, 4, seed=0), [(0, 25), (25, 50)], 4096)
     monkeypatch.setattr(mod, "MAX_RECOVERIES", 1)
     try:
         shards.rebuild([0])  # the first loss is rebuilt
@@ -207,3 +207,20 @@ def test_cli_rank_sharded_matches_local(client, tmp_path: Path) -> None:
     side = json.loads((tmp_path / "dask.json").read_text())
     assert side["engine"]["mode"] == "sharded" and side["engine"]["n_shards"] == 3
     assert side["method"].endswith("(sharded)") and side["scheduler"] == address
+
+
+@pytest.mark.parametrize(("initial", "candidates"), [(0.01, 64), ([0, 1, 2, 900], 16)])
+def test_pruned_shards_give_the_in_process_order(client, initial, candidates) -> None:
+    # shards grouped around pivots (as in-process above 4096 rows), here on small shards
+    from enrich.distributed.sharded import rank_sharded
+    from enrich.select.base import resolve_initial
+
+    X = with_ties(1200, 10, seed=9)
+    init = resolve_initial(initial, len(X), np.random.default_rng(5))
+    picks, sims, info = rank_sharded(
+        X, client, init, 600, n_shards=3, candidates=candidates, prune_from=0
+    )
+    want = rank(X, initial=initial, budget=600, seed=5)
+    np.testing.assert_array_equal(np.concatenate([init, picks]), want.order)
+    np.testing.assert_array_equal(sims, want.max_similarity[len(init) :])
+    assert info["batches_pruned"] > 0  # the pruned path really ran

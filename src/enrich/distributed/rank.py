@@ -170,7 +170,7 @@ def rank(
     seed: int | None = None,
     n_shards: int | None = None,
     progress: Callable[[int], None] | None = None,
-    candidates: int = 1024,
+    candidates: int = 4096,
 ) -> RankResult:
     """The ENRICH labeling order on Dask workers.
 

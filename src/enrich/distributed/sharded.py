@@ -26,6 +26,7 @@ order is the same. After :data:`MAX_RECOVERIES` losses it stops with a one-line 
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,17 @@ import numpy as np
 
 from enrich.embeddings import check_vectors
 from enrich.errors import EnrichError
+from enrich.select._greedy import (
+    _MARGIN,
+    _MIN_PRUNED_N,
+    _build_groups,
+    _dot64,
+    _finish_groups,
+    _float64_error,
+    _n_groups_for,
+    _refresh_all,
+    _refresh_group,
+)
 from enrich.similarity import cosine_at, float32_error, normalize_rows, row_sqnorms
 
 if TYPE_CHECKING:
@@ -100,8 +112,79 @@ def _smallest(s: np.ndarray, b: int) -> tuple[np.ndarray, tuple[float, int]]:
     return np.flatnonzero(s < _INF), _NO_KEY
 
 
+@numba.njit(cache=True, nogil=True)
+def _apply_pruned(
+    Xp: np.ndarray,
+    perm: np.ndarray,
+    gstart: np.ndarray,
+    centers: np.ndarray,
+    radius: np.ndarray,
+    rowang: np.ndarray,
+    rowcos: np.ndarray,
+    rowsin: np.ndarray,
+    sq: np.ndarray,
+    inv_norm: np.ndarray,
+    err64: float,
+    s: np.ndarray,
+    gmin: np.ndarray,
+    gthr: np.ndarray,
+    tval: np.ndarray,
+    tkey: np.ndarray,
+    tpos: np.ndarray,
+    T: int,
+    P: np.ndarray,
+    psq: np.ndarray,
+) -> int:  # pragma: no cover - jitted
+    """Raise ``s`` with the picks `P` (rows from any shard), skipping the groups and rows
+    that provably cannot gain: the angle bounds of ``_greedy._pruned_run``, with the pick's
+    own centre angle (it may belong to another shard, so no centre-centre shortcut).
+    Returns the dot products computed (how well pruning pays)."""
+    G = gstart.shape[0] - 1
+    d = Xp.shape[1]
+    x = np.empty(d, dtype=np.float64)
+    touched = 0
+    for c in range(P.shape[0]):
+        for k in range(d):
+            x[k] = np.float64(P[c, k])
+        inv_p = 1.0 / np.sqrt(psq[c])
+        for g in range(G):
+            thr = gthr[g]
+            if thr < -5.0:
+                continue
+            cg = min(1.0, max(-1.0, _dot64(centers, g, x)))
+            ang = math.acos(cg)
+            if ang - radius[g] >= thr:
+                continue
+            sa = math.sqrt(max(0.0, 1.0 - cg * cg))
+            changed = False
+            for i in range(gstart[g], gstart[g + 1]):
+                si = s[i]
+                if si == _INF:
+                    continue
+                if ang > rowang[i]:
+                    ub = cg * rowcos[i] + sa * rowsin[i]
+                    if ub + _MARGIN <= si:
+                        continue
+                v = _dot64(Xp, i, x) * inv_p * inv_norm[i]
+                touched += 1
+                if v > si - err64:
+                    cv = cosine_at(Xp, sq, i, P, psq, c)
+                    if cv > si:
+                        s[i] = cv
+                        changed = True
+            if changed:
+                _refresh_group(s, gstart, perm, gmin, gthr, tval, tkey, tpos, T, g)
+    return touched
+
+
 class Shard:
     """A Dask actor: one shard of rows ``[start, stop)`` and their running ``s``.
+
+    The rows are kept grouped around pivots as in-process (``_greedy._build_groups``), so a
+    batch of picks skips, with the same exact angle bounds, the groups and rows that cannot
+    gain; where that stops paying (most rows touched) a batch goes through one float32 GEMM
+    instead, and pruning is tried again later. Either way ``s`` holds the same reference
+    values.
 
     Parameters
     ----------
@@ -110,37 +193,81 @@ class Shard:
         own rows ``source[start:stop]``.
     start, stop : int
         The shard's global row range.
+    prune_from : int
+        Group the rows (and prune) only from this many rows on.
     """
 
-    def __init__(self, rows: Any, start: int, stop: int) -> None:
+    def __init__(self, rows: Any, start: int, stop: int, prune_from: int = _MIN_PRUNED_N) -> None:
         if not isinstance(rows, np.ndarray) or len(rows) != stop - start:
             rows = check_vectors(
                 np.asarray(rows[start:stop]), name=f"embedding rows {start}..{stop - 1}"
             )
+        m = len(rows)
         self.start = start
-        self.X = normalize_rows(rows)  # (m, d) float32 unit rows, as in-process
+        grp = _build_groups(rows, _n_groups_for(m), check=True) if m >= prune_from else None
+        self.perm = grp.perm if grp is not None else np.arange(m, dtype=np.int64)
+        self.inv = np.empty(m, dtype=np.int64)  # local index -> position in X
+        self.inv[self.perm] = np.arange(m)
+        self.X = normalize_rows(rows, rows=self.perm)  # (m, d) float32 unit rows, grouped
         self.sq = row_sqnorms(self.X)  # (m,) float64
-        self.s = np.full(len(self.X), -_INF)
+        self.s = np.full(m, -_INF)  # in the grouped order of X
         self.err = float32_error(self.X.shape[1])
+        self.grp = grp
+        self.batches = {"pruned": 0, "dense": 0}
+        self.wait = 0  # batches to go through the GEMM before pruning is tried again
+        self.backoff = 1
+        if grp is not None:
+            self.inv_norm = 1.0 / np.sqrt(self.sq)
+            _finish_groups(grp, self.X)
+            G = len(grp.centers)
+            T = 1
+            while T < G:
+                T *= 2
+            self.T = T
+            self.tree = (np.full(2 * T, _INF), np.zeros(2 * T, np.int64), np.zeros(2 * T, np.int64))
+            self.gmin = np.full(G, -_INF)
+            self.gthr = np.full(G, math.pi)
 
     def rows(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalised rows and squared norms of these global indices (all in this shard)."""
-        local = np.asarray(index, dtype=np.int64) - self.start
-        return self.X[local], self.sq[local]
+        at = self.inv[np.asarray(index, dtype=np.int64) - self.start]
+        return self.X[at], self.sq[at]
+
+    def _refresh(self) -> None:
+        if self.grp is not None:
+            _refresh_all(
+                self.s, self.grp.gstart, self.perm, self.gmin, self.gthr, *self.tree, self.T
+            )
 
     def apply(self, P: np.ndarray, psq: np.ndarray, index: np.ndarray) -> None:
         """Raise ``s`` with the chosen rows `P` (global indices `index`); mark this shard's
         own chosen rows."""
         if len(P) == 0:
             return
-        Pt = np.ascontiguousarray(P.T)  # (d, b)
-        block = max(256, (1 << 22) // max(1, len(P)))  # V below stays ~16 MiB
-        for r in range(0, len(self.X), block):
-            V = self.X[r : r + block] @ Pt  # (rows, b) float32
-            _raise_ext(V, self.X, self.sq, r, P, psq, self.s, self.err)
+        P = np.ascontiguousarray(P, dtype=np.float32)
+        informed = bool(np.isfinite(self.s).any()) or not len(self.s)
+        if self.grp is not None and informed and self.wait == 0:
+            g = self.grp
+            touched = _apply_pruned(
+                self.X, self.perm, g.gstart, g.centers, g.radius, g.rowang, g.rowcos, g.rowsin,
+                self.sq, self.inv_norm, _float64_error(self.X.shape[1]), self.s, self.gmin,
+                self.gthr, *self.tree, self.T, P, psq,
+            )  # fmt: skip
+            self.batches["pruned"] += 1
+            if touched > 0.25 * len(self.s) * len(P):  # pruning does not pay here now
+                self.wait, self.backoff = self.backoff, 2 * self.backoff
+        else:
+            self.wait = max(0, self.wait - 1)
+            self.batches["dense"] += 1
+            Pt = np.ascontiguousarray(P.T)  # (d, b)
+            block = max(256, (1 << 22) // max(1, len(P)))  # V below stays ~16 MiB
+            for r in range(0, len(self.X), block):
+                V = self.X[r : r + block] @ Pt  # (rows, b) float32
+                _raise_ext(V, self.X, self.sq, r, P, psq, self.s, self.err)
         local = np.asarray(index, dtype=np.int64) - self.start
         mine = local[(local >= 0) & (local < len(self.s))]
-        self.s[mine] = _INF
+        self.s[self.inv[mine]] = _INF
+        self._refresh()
 
     def step(
         self, P: np.ndarray, psq: np.ndarray, index: np.ndarray, b: int
@@ -149,13 +276,18 @@ class Shard:
         vectors, squared norms and ``s`` of its `b` smallest keys, and its smallest key left
         out (global index)."""
         self.apply(P, psq, index)
-        local, (v, j) = _smallest(self.s, b)
+        local, (v, j) = _smallest(self.s[self.inv], b)  # s in index order: ties to the lowest
         nxt = (v, j + self.start) if v != _INF else _NO_KEY
-        return local + self.start, self.X[local], self.sq[local], self.s[local], nxt
+        at = self.inv[local]
+        return local + self.start, self.X[at], self.sq[at], self.s[at], nxt
 
     def memory(self) -> int:
         """Bytes of this shard's arrays."""
         return int(self.X.nbytes + self.sq.nbytes + self.s.nbytes)
+
+    def stats(self) -> dict[str, int]:
+        """Batches applied by pruning and by GEMM, and the bytes held."""
+        return {**self.batches, "bytes": self.memory()}
 
 
 # --------------------------------------------------------------------------- driver
@@ -182,8 +314,11 @@ class _Failed:
 class _Shards:
     """The driver's handle on the shard actors: placement, calls, and rebuilding lost ones."""
 
-    def __init__(self, client: Client, X: Any, bounds: list[tuple[int, int]]) -> None:
+    def __init__(
+        self, client: Client, X: Any, bounds: list[tuple[int, int]], prune_from: int
+    ) -> None:
         self.client = client
+        self.prune_from = prune_from
         self.X = X
         self.bounds = bounds
         self.starts = np.array([a for a, _ in bounds], dtype=np.int64)
@@ -214,7 +349,15 @@ class _Shards:
         else:
             rows = self.X  # a lazy array: the worker reads its own rows
         future = self.client.submit(
-            Shard, rows, a, b, actor=True, workers=where, allow_other_workers=True, pure=False
+            Shard,
+            rows,
+            a,
+            b,
+            self.prune_from,
+            actor=True,
+            workers=where,
+            allow_other_workers=True,
+            pure=False,
         )
         self.actors[i] = future.result()
         self.futures[i] = future
@@ -323,29 +466,68 @@ class _Shards:
         return bad
 
 
-def _pick_round(
+@numba.njit(cache=True, nogil=True)
+def _pick_loop(
     idx: np.ndarray,
     V: np.ndarray,
     sq: np.ndarray,
     s: np.ndarray,
-    bound: tuple[float, int],
+    bound_s: float,
+    bound_i: int,
     n_max: int,
-    err: float,
-) -> tuple[np.ndarray, np.ndarray]:
+    err64: float,
+    out_pos: np.ndarray,
+    out_sim: np.ndarray,
+) -> int:  # pragma: no cover - jitted
     """Greedy picks among the candidates (global indices `idx`, ascending) while the best
-    key is below `bound`; at most `n_max`. Returns candidate positions and their ``s``."""
-    from enrich.select._greedy import _raise_one
+    ``(s, idx)`` key is below ``(bound_s, bound_i)``; at most `n_max`. Writes candidate
+    positions and their ``s`` to `out_pos`/`out_sim` and returns how many.
 
-    picks: list[int] = []
-    sims: list[float] = []
-    while len(picks) < n_max:
-        j = int(np.argmin(s))  # idx ascending: the first hit is the lowest index
-        if s[j] == _INF or (float(s[j]), int(idx[j])) >= bound:
-            break
-        picks.append(j)
-        sims.append(float(s[j]))
-        _raise_one(V @ V[j], V, sq, j, s, err)  # (c,) float32 products; s[j] -> +inf
-    return np.asarray(picks, dtype=np.int64), np.asarray(sims, dtype=np.float64)
+    A candidate whose key reaches the bound can no longer be picked this round (``s`` only
+    grows) and is dropped. A fast float64 product (reassociated, error <= err64) rules a row
+    out; the reference :func:`cosine_at` decides the rest, as in ``_greedy._pruned_run``.
+    """
+    c = idx.shape[0]
+    d = V.shape[1]
+    live = np.empty(c, dtype=np.int64)
+    n_live = 0
+    for i in range(c):
+        if s[i] < bound_s or (s[i] == bound_s and idx[i] < bound_i):
+            live[n_live] = i
+            n_live += 1
+    inv = 1.0 / np.sqrt(sq)
+    x = np.empty(d, dtype=np.float64)
+    made = 0
+    while made < n_max and n_live > 0:
+        # the smallest key among the live ones (live stays sorted by index: first hit wins)
+        best = 0
+        for t in range(1, n_live):
+            if s[live[t]] < s[live[best]]:
+                best = t
+        j = live[best]
+        out_pos[made] = j
+        out_sim[made] = s[j]
+        made += 1
+        for k in range(d):
+            x[k] = np.float64(V[j, k])
+        keep = 0
+        for t in range(n_live):
+            i = live[t]
+            if i == j:
+                continue
+            si = s[i]
+            v = _dot64(V, i, x) * inv[j] * inv[i]
+            if v > si - err64:
+                cv = cosine_at(V, sq, i, V, sq, j)
+                if cv > si:
+                    si = cv
+                    s[i] = si
+            if si < bound_s or (si == bound_s and idx[i] < bound_i):
+                live[keep] = i
+                keep += 1
+        n_live = keep
+        s[j] = _INF
+    return made
 
 
 def rank_sharded(
@@ -355,8 +537,9 @@ def rank_sharded(
     k: int,
     *,
     n_shards: int,
-    candidates: int = 1024,
+    candidates: int = 4096,
     progress: Callable[[int], None] | None = None,
+    prune_from: int = _MIN_PRUNED_N,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """`k` exact greedy picks after the seed set `init`, rows kept on the workers.
 
@@ -373,6 +556,8 @@ def rank_sharded(
         Row shards (contiguous ranges), spread over the workers.
     candidates : int
         Candidates per shard per round (``B``).
+    prune_from : int
+        Shards of at least this many rows are grouped for pruning (tests lower it).
 
     Returns
     -------
@@ -386,11 +571,13 @@ def rank_sharded(
     edges = np.linspace(0, n, n_shards + 1).round().astype(np.int64)
     bounds = [(int(a), int(b)) for a, b in itertools.pairwise(edges.tolist()) if b > a]
     t0 = time.perf_counter()
-    shards = _Shards(client, X, bounds)
+    shards = _Shards(client, X, bounds, prune_from)
     d = int(X.shape[1])
     init = np.asarray(init, dtype=np.int64)
+    timing = {"driver": 0.0, "workers": 0.0}
     try:
-        picks, sims, rounds = _run(shards, init, k, d, candidates, progress)
+        picks, sims, rounds = _run(shards, init, k, d, candidates, progress, timing)
+        stats = shards.call("stats")
     finally:
         shards.close()
     info = {
@@ -398,7 +585,13 @@ def rank_sharded(
         "n_shards": len(bounds),
         "candidates_per_shard": candidates,
         "recovered_shards": shards.recoveries,
+        "batches_pruned": sum(s["pruned"] for s in stats),
+        "batches_dense": sum(s["dense"] for s in stats),
+        "shard_bytes": max(s["bytes"] for s in stats),
         "seconds": round(time.perf_counter() - t0, 3),
+        # driver: the greedy on the candidates; workers: waiting for the rounds' steps
+        "driver_seconds": round(timing["driver"], 3),
+        "round_seconds": round(timing["workers"], 3),
     }
     return picks, sims, info
 
@@ -410,8 +603,9 @@ def _run(
     d: int,
     candidates: int,
     progress: Callable[[int], None] | None,
+    timing: dict[str, float],
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    err = float32_error(d)
+    err64 = _float64_error(d)
     # the seed set, in chunks: every shard raises s with it and marks its own seeds
     for a in range(0, len(init), _RESTORE_CHUNK):
         idx = init[a : a + _RESTORE_CHUNK]
@@ -426,7 +620,9 @@ def _run(
     psq = np.empty(0)
     pidx = np.empty(0, dtype=np.int64)
     while made < k:
+        t_call = time.perf_counter()
         parts = shards.call("step", P, psq, pidx, candidates)
+        timing["workers"] += time.perf_counter() - t_call
         rounds += 1
         idx = np.concatenate([p[0] for p in parts])
         order = np.argsort(idx, kind="stable")  # shards are disjoint: indices distinct
@@ -437,7 +633,12 @@ def _run(
         bound = min((float(p[4][0]), int(p[4][1])) for p in parts)
         if len(idx) == 0:
             raise EnrichError(f"no image left to pick after {made} of {k} picks")
-        pos, psims = _pick_round(idx, V, csq, cs, bound, k - made, err)
+        t_pick = time.perf_counter()
+        pos = np.empty(min(len(idx), k - made), dtype=np.int64)
+        psims = np.empty(len(pos))
+        got = _pick_loop(idx, V, csq, cs, bound[0], bound[1], len(pos), err64, pos, psims)
+        pos, psims = pos[:got], psims[:got]
+        timing["driver"] += time.perf_counter() - t_pick
         picks[made : made + len(pos)] = idx[pos]
         sims[made : made + len(pos)] = psims
         made += len(pos)

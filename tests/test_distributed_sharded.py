@@ -224,3 +224,87 @@ def test_pruned_shards_give_the_in_process_order(client, initial, candidates) ->
     np.testing.assert_array_equal(np.concatenate([init, picks]), want.order)
     np.testing.assert_array_equal(sims, want.max_similarity[len(init) :])
     assert info["batches_pruned"] > 0  # the pruned path really ran
+
+
+# --------------------------------------------------------------------------- enrich next
+def _loop_ws(path: Path):
+    import pandas as pd
+
+    from enrich.embeddings import Embeddings
+    from enrich.workspace import Workspace
+
+    X = with_ties(600, 8, seed=12)
+    ids = np.array([f"img_{i:04d}.png" for i in range(len(X))])
+    ws = Workspace.create(path)
+    ws.write_manifest(
+        pd.DataFrame(
+            {
+                "id": ids,
+                "source_path": ids,
+                "patient_id": [f"P{i % 7}" for i in range(len(X))],
+                "clip_id": [f"C{i % 40}" for i in range(len(X))],
+            }
+        )
+    )
+    ws.write_embeddings(Embeddings(ids, X))
+    return ws
+
+
+@pytest.mark.parametrize("mode", ["exact", "sharded"])
+def test_next_batches_on_dask_are_the_local_records(client, tmp_path: Path, mode: str) -> None:
+    import functools
+
+    from enrich.distributed.rank import rank as on_dask
+    from enrich.loop import next_batch
+
+    ranker = functools.partial(on_dask, client=client, mode=mode, candidates=16)
+    now = "2026-01-01T00:00:00+00:00"
+    records = {}
+    for engine, kw in (("local", {}), ("dask", {"ranker": ranker})):
+        ws = _loop_ws(tmp_path / engine)
+        first = next_batch(ws, budget=20, seed=4, now=now, **kw)  # nothing labeled: seeded
+        labeled = first.ids[:15]  # batch 1 stays open: its other 5 images are handed out
+        second = next_batch(
+            ws, labeled=labeled, budget=30, seed=4, max_per_patient=5, now=now, **kw
+        )
+        third = next_batch(ws, labeled=labeled, budget=10, until_similarity=0.999, now=now, **kw)
+        records[engine] = [b.record for b in (first, second, third)]
+    assert records["dask"] == records["local"]
+    per_patient = np.bincount([int(i[4:8]) % 7 for i in records["local"][1]["ids"]])
+    assert per_patient.max() == 5  # the cap really bound
+
+
+@pytest.mark.slow
+def test_cli_next_on_dask_matches_local(client, tmp_path: Path) -> None:
+    address = client.scheduler.address
+    out = {}
+    for engine, extra in (
+        ("local", []),
+        ("dask", ["--scheduler", address, "--mode", "sharded"]),
+    ):
+        ws = _loop_ws(tmp_path / engine / "ws")
+        (tmp_path / engine / "labeled.csv").write_text("id\nimg_0001.png\nimg_0300.png\n")
+        argv = ["next", "-w", str(ws.path), "--budget", "25", "-o", str(tmp_path / engine / "b")]
+        argv += ["--labeled", str(tmp_path / engine / "labeled.csv"), *extra]
+        assert main(argv) == 0
+        rec = json.loads((tmp_path / engine / "b" / "batch.json").read_text())
+        out[engine] = (
+            (tmp_path / engine / "b" / "batch.csv").read_bytes(),
+            {k: v for k, v in rec.items() if k not in ("created_at", "checksum", "workspace")},
+        )
+    assert out["dask"] == out["local"]
+    assert len(out["local"][1]["ids"]) == 25
+
+
+def test_next_engine_option_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ws = _loop_ws(tmp_path / "ws")
+    base = ["next", "-w", str(ws.path), "--budget", "5", "-o", str(tmp_path / "b")]
+    for extra, match in [
+        (["--mode", "sharded"], "--mode sharded needs --engine dask"),
+        (["--scheduler", "local:2", "--strategy", "random"], "runs --strategy enrich"),
+        (["--engine", "local", "--scheduler", "local:2"], "--scheduler needs --engine dask"),
+    ]:
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert match in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "b").exists()

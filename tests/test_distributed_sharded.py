@@ -308,3 +308,22 @@ def test_next_engine_option_errors(tmp_path: Path, capsys: pytest.CaptureFixture
         err = capsys.readouterr().err
         assert match in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "b").exists()
+
+
+def test_next_with_an_unreachable_scheduler_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    import enrich.distributed._client as mod
+
+    monkeypatch.setattr(mod, "CONNECT_TIMEOUT", "1s")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{s.getsockname()[1]}"  # closed again: nothing listens
+    ws = _loop_ws(tmp_path / "ws")
+    argv = ["next", "-w", str(ws.path), "--budget", "5", "-o", str(tmp_path / "b")]
+    assert main([*argv, "--scheduler", address, "--mode", "sharded"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"cannot reach the Dask scheduler at {address}" in err
+    assert not (tmp_path / "b").exists() and not list((ws.path / "runs").glob("batches/*.json"))

@@ -292,13 +292,15 @@ class Shard:
 
 # --------------------------------------------------------------------------- driver
 def _lost(exc: BaseException) -> bool:
-    """Does this exception mean the worker (and its actor) is gone?"""
+    """Does this exception mean a worker (and with it an actor or its input) is gone?"""
+    import concurrent.futures
+
+    from distributed import KilledWorker
     from distributed.comm.core import CommClosedError
 
-    text = str(exc)
-    return isinstance(exc, (CommClosedError, OSError)) or (
-        isinstance(exc, RuntimeError) and "lost" in text.lower()
-    )
+    if isinstance(exc, (CommClosedError, OSError, KilledWorker, concurrent.futures.CancelledError)):
+        return True
+    return isinstance(exc, RuntimeError) and "lost" in str(exc).lower()
 
 
 class _Failed:

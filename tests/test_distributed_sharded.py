@@ -177,6 +177,33 @@ def test_killing_a_worker_mid_rank_gives_the_same_order(client) -> None:
     assert got.info["recovered_shards"] >= 1
 
 
+@pytest.mark.slow
+def test_killing_the_worker_of_an_exact_rank_gives_the_same_order(client) -> None:
+    import threading
+    import time
+
+    from enrich.distributed.rank import rank as on_dask
+
+    X = clustered(40000, 32, seed=1)
+    out: dict[str, object] = {}
+    run = threading.Thread(target=lambda: out.setdefault("r", on_dask(X, client, seed=1)))
+    run.start()
+    victim = None
+    deadline = time.monotonic() + 60
+    while victim is None and time.monotonic() < deadline:
+        busy = [w for w, tasks in client.processing().items() if tasks]
+        victim = busy[0] if busy else None
+        time.sleep(0.02)
+    assert victim is not None
+    time.sleep(0.1)  # into the ranking itself
+    os.kill(client.run(os.getpid, workers=[victim])[victim], signal.SIGKILL)
+    run.join(timeout=300)
+    client.wait_for_workers(2, timeout=60)
+    got = out["r"]
+    assert got.info["lost_workers"] >= 1  # type: ignore[attr-defined]
+    same(got, rank(X, seed=1))
+
+
 def test_too_many_lost_workers_is_one_line(client, monkeypatch) -> None:
     import enrich.distributed.sharded as mod
 

@@ -82,6 +82,32 @@ def _covering_part(
     return worst, arg
 
 
+def _exact_with_retries(
+    client: Client, Xv: np.ndarray, initial: InitialSpec, budget: int | None, seed: int | None
+) -> tuple[RankResult, int]:
+    """Mode "exact": the selector on one worker. A worker lost mid-run takes the scattered
+    embeddings with it, so Dask cannot rerun the task alone: send them again and rerun (the
+    result is a pure function of its inputs), up to ``MAX_RECOVERIES`` times."""
+    from enrich.distributed.sharded import MAX_RECOVERIES, _lost
+
+    lost = 0
+    while True:
+        try:
+            [data] = client.scatter([Xv], hash=False)
+            result = client.submit(_fit_exact, data, initial, budget, seed, pure=False).result()
+            return result, lost
+        except Exception as exc:
+            if not _lost(exc):
+                raise
+            lost += 1
+            if lost > MAX_RECOVERIES:
+                raise EnrichError(
+                    f"exact ranking lost its Dask worker {lost} times (more than "
+                    f"{MAX_RECOVERIES}); is the cluster healthy? nothing was written"
+                ) from None
+            client.wait_for_workers(1, timeout=60)
+
+
 def _rank_sharded(
     X: Any,
     client: Client,
@@ -219,12 +245,10 @@ def rank(
                 f"{biggest / 2**30:.1f} GiB; give workers more memory, or use --mode sharded "
                 "(the same exact order, the rows spread over the workers)"
             )
-        [data] = client.scatter([Xv], hash=False)
-        result: RankResult = client.submit(
-            _fit_exact, data, initial, budget, seed, pure=False
-        ).result()
+        result, lost = _exact_with_retries(client, Xv, initial, budget, seed)
         exact_info = dict(result.info or {})
         exact_info.update(engine="dask", mode="exact", approximate=False, workers=workers)
+        exact_info["lost_workers"] = lost
         if progress is not None:
             progress(len(result.order) - result.n_initial)
         return RankResult(

@@ -203,6 +203,8 @@ def rank(
     Parameters
     ----------
     X : array-like of shape (n_images, n_dims)
+        For "sharded", also a lazy array such as a ``zarr.Array``: each worker then reads
+        its own rows, and the driver never holds them.
     client : distributed.Client
     mode : {"exact", "sharded", "composable"}
         "exact": the in-process order, computed on one worker. "sharded": the in-process

@@ -354,3 +354,8 @@ def test_next_with_an_unreachable_scheduler_is_one_line(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"cannot reach the Dask scheduler at {address}" in err
     assert not (tmp_path / "b").exists() and not list((ws.path / "runs").glob("batches/*.json"))
+    # a request already answered is answered again without a cluster
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main([*argv, "--scheduler", address, "--mode", "sharded"]) == 0
+    assert "already made for these labels" in capsys.readouterr().out

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 from pathlib import Path
+from typing import Any
 
 from enrich.errors import EnrichError
 
@@ -83,11 +83,18 @@ def run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         ranker = None
         if scheduler is not None:
-            from enrich.distributed._client import connect
-            from enrich.distributed.rank import rank as rank_on_dask
+            clients: list[Any] = []
 
-            client = stack.enter_context(connect(scheduler))
-            ranker = functools.partial(rank_on_dask, client=client, mode=args.mode)
+            def ranker(X: Any, **kwargs: Any) -> Any:
+                # connect on first use: a repeated request, or one refused by its checks,
+                # starts no cluster
+                from enrich.distributed._client import connect
+                from enrich.distributed.rank import rank as rank_on_dask
+
+                if not clients:
+                    clients.append(stack.enter_context(connect(scheduler)))
+                return rank_on_dask(X, clients[0], mode=args.mode, **kwargs)
+
         batch = next_batch(
             ws,
             labeled=labeled,

@@ -191,11 +191,12 @@ def test_killing_the_worker_of_an_exact_rank_gives_the_same_order(client) -> Non
     victim = None
     deadline = time.monotonic() + 60
     while victim is None and time.monotonic() < deadline:
-        busy = [w for w, tasks in client.processing().items() if tasks]
+        # the worker the embeddings were sent to: killed, it takes them (and the task) along
+        held = client.has_what()
+        busy = [w for w, keys in held.items() if any("ndarray" in k for k in keys)]
         victim = busy[0] if busy else None
-        time.sleep(0.02)
+        time.sleep(0.01)
     assert victim is not None
-    time.sleep(0.1)  # into the ranking itself
     os.kill(client.run(os.getpid, workers=[victim])[victim], signal.SIGKILL)
     run.join(timeout=300)
     client.wait_for_workers(2, timeout=60)

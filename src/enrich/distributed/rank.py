@@ -23,6 +23,7 @@ from the chosen set), which a benchmark compares with the exact order's
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -105,6 +106,7 @@ def _exact_with_retries(
                     f"exact ranking lost its Dask worker {lost} times (more than "
                     f"{MAX_RECOVERIES}); is the cluster healthy? nothing was written"
                 ) from None
+            time.sleep(0.5 * lost)  # let the scheduler notice the loss before sending again
             client.wait_for_workers(1, timeout=60)
 
 

@@ -326,6 +326,7 @@ class _Shards:
         self.starts = np.array([a for a, _ in bounds], dtype=np.int64)
         self.actors: list[Any] = [None] * len(bounds)
         self.futures: list[Any] = [None] * len(bounds)  # an actor lives while its future does
+        self.where: list[str | None] = [None] * len(bounds)  # each actor's worker
         self.recoveries = 0
         self.chosen: list[np.ndarray] = []  # the order so far, in pieces
         for i in range(len(bounds)):
@@ -363,6 +364,7 @@ class _Shards:
         )
         self.actors[i] = future.result()
         self.futures[i] = future
+        self.where[i] = where[0]
         del rows  # the shard holds its normalised copy; the scattered rows can go
 
     def close(self) -> None:
@@ -437,6 +439,7 @@ class _Shards:
                     f"sharded ranking lost Dask workers {self.recoveries} times "
                     f"(more than {MAX_RECOVERIES}); is the cluster healthy? nothing was written"
                 )
+            self._forget({self.where[i] for i in lost} - {None})
             try:
                 for i in lost:
                     self._make(i)
@@ -453,6 +456,13 @@ class _Shards:
                 # another worker went during the rebuild: rebuild every shard whose actor
                 # no longer answers
                 lost = sorted(set(lost) | set(self._unreachable()))
+
+    def _forget(self, dead: set[str | None], timeout: float = 30.0) -> None:
+        """Wait (a while) until the scheduler has noticed that these workers are gone, so
+        that a rebuilt shard is not placed on one of them again."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and dead & set(self._live_workers()):
+            time.sleep(0.1)
 
     def _unreachable(self) -> list[int]:
         bad = []

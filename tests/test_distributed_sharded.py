@@ -75,6 +75,18 @@ def test_smallest_keys_are_the_lexicographic_smallest(b: int) -> None:
     assert nxt == (keys[b] if b < len(keys) else (np.inf, np.iinfo(np.int64).max))
 
 
+@pytest.mark.parametrize("n", [1, 2, 7, 300])
+def test_rows_permuted_in_place(n: int) -> None:
+    from enrich.distributed.sharded import _permute_rows
+
+    rng = np.random.default_rng(n)
+    X = rng.normal(size=(n, 5)).astype(np.float32)
+    perm = rng.permutation(n)
+    Y = X.copy()
+    _permute_rows(Y, perm)
+    np.testing.assert_array_equal(Y, X[perm])
+
+
 # --------------------------------------------------------------------------- the order
 @pytest.mark.parametrize(
     ("initial", "budget", "candidates", "shards"),

@@ -177,6 +177,30 @@ def _apply_pruned(
     return touched
 
 
+@numba.njit(cache=True, nogil=True)
+def _permute_rows(X: np.ndarray, perm: np.ndarray) -> None:  # pragma: no cover - jitted
+    """``X[:] = X[perm]`` in place, one cycle of the permutation at a time (one spare row)."""
+    n = perm.shape[0]
+    done = np.zeros(n, dtype=np.bool_)
+    tmp = np.empty(X.shape[1], dtype=X.dtype)
+    for start in range(n):
+        if done[start]:
+            continue
+        done[start] = True
+        if perm[start] == start:
+            continue
+        tmp[:] = X[start]
+        i = start
+        while True:
+            j = perm[i]
+            if j == start:
+                X[i] = tmp
+                break
+            X[i] = X[j]
+            done[j] = True
+            i = j
+
+
 class Shard:
     """A Dask actor: one shard of rows ``[start, stop)`` and their running ``s``.
 
@@ -204,11 +228,18 @@ class Shard:
             )
         m = len(rows)
         self.start = start
+        # The rows as received are this actor's alone (sent to this worker for it, or read
+        # here): grouped and normalised in place, so the shard is held once, not twice.
+        if not (rows.dtype == np.float32 and rows.flags.writeable and rows.flags.c_contiguous):
+            rows = np.array(rows, dtype=np.float32, order="C")
         grp = _build_groups(rows, _n_groups_for(m), check=True) if m >= prune_from else None
         self.perm = grp.perm if grp is not None else np.arange(m, dtype=np.int64)
         self.inv = np.empty(m, dtype=np.int64)  # local index -> position in X
         self.inv[self.perm] = np.arange(m)
-        self.X = normalize_rows(rows, rows=self.perm)  # (m, d) float32 unit rows, grouped
+        if grp is not None:
+            _permute_rows(rows, self.perm)
+        # (m, d) float32 unit rows, grouped: the same bits as normalize_rows(rows, rows=perm)
+        self.X = normalize_rows(rows, out=rows)
         self.sq = row_sqnorms(self.X)  # (m,) float64
         self.s = np.full(m, -_INF)  # in the grouped order of X
         self.err = float32_error(self.X.shape[1])

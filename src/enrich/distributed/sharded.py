@@ -13,9 +13,12 @@ the reference cosine to each new pick, and may keep picking while the best candi
 lexicographically below ``min(next)`` over the shards: a non-candidate's ``s`` can only grow,
 so its key stays at or above that bound, and the pick is the global argmin, ties to the lowest
 index, exactly as in-process. Then the batch of new picks goes to every shard, which raises its
-``s`` (float32 products rule rows out within :func:`~enrich.similarity.float32_error`; the
-reference decides the rest) and marks its own picks chosen. The first pick of a round is
-always valid (the global argmin is some shard's first candidate), so a round never stalls.
+``s`` and marks its own picks chosen. A shard of 4,096 rows or more is grouped around pivots
+as in-process, and the angle bounds of :mod:`enrich.select._greedy` skip the groups and rows a
+pick cannot raise; where they stop paying, a float32 GEMM rules rows out within
+:func:`~enrich.similarity.float32_error` and the reference decides the rest. The first pick
+of a round is always valid (the global argmin is some shard's first candidate), so a round
+never stalls.
 
 **A worker that dies** takes its actor with it. The driver notices (the call fails), loads
 that shard again on a live worker and rebuilds its ``s`` from the chosen set so far (``s`` is

@@ -142,6 +142,28 @@ def test_sharded_reads_a_lazy_array_on_the_workers(client, tmp_path: Path) -> No
     lazy = zarr.open_array(tmp_path / "v.zarr", mode="r")
     got = on_dask(lazy, client, mode="sharded", budget=120, seed=3)
     same(got, rank(X, budget=120, seed=3))
+    bad = X.copy()
+    bad[250] = np.nan
+    zarr.create_array(tmp_path / "b.zarr", shape=X.shape, chunks=(64, 8), dtype="float32")[:] = bad
+    with pytest.raises(EnrichError, match="NaN or inf: ids 250"):
+        on_dask(zarr.open_array(tmp_path / "b.zarr", mode="r"), client, mode="sharded")
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_shards_sent_or_read_in_pieces(client, tmp_path: Path, lazy: bool) -> None:
+    from enrich.distributed.sharded import rank_sharded
+
+    X = with_ties(300, 6, seed=6)  # 375 rows in 3 shards of 125: pieces of 31, 31, 31, 32
+    src: object = X
+    if lazy:
+        zarr = pytest.importorskip("zarr")
+        src = zarr.create_array(tmp_path / "v.zarr", shape=X.shape, chunks=(50, 6), dtype="float32")
+        src[:] = X  # type: ignore[index]
+    init = np.array([4, 200])
+    picks, sims, _ = rank_sharded(src, client, init, 150, n_shards=3, piece_rows=31)
+    want = rank(X, initial=init, budget=150)
+    np.testing.assert_array_equal(picks, want.picks)
+    np.testing.assert_array_equal(sims, want.max_similarity[2:])
 
 
 def test_sharded_rejects_what_in_process_rejects(client) -> None:
@@ -220,7 +242,7 @@ def test_killing_the_worker_of_an_exact_rank_gives_the_same_order(client) -> Non
 def test_too_many_lost_workers_is_one_line(client, monkeypatch) -> None:
     import enrich.distributed.sharded as mod
 
-    shards = mod._Shards(client, clustered(50, 4, seed=0), [(0, 25), (25, 50)], 4096)
+    shards = mod._Shards(client, clustered(50, 4, seed=0), [(0, 25), (25, 50)], 4096, 10)
     monkeypatch.setattr(mod, "MAX_RECOVERIES", 1)
     monkeypatch.setattr(mod._Shards, "_forget", lambda self, dead: None)  # they are alive
     try:

@@ -55,10 +55,12 @@ from enrich.similarity import cosine_at, float32_error, normalize_rows, row_sqno
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["MAX_RECOVERIES", "Shard", "rank_sharded"]
+__all__ = ["MAX_RECOVERIES", "PIECE_ROWS", "Shard", "rank_sharded"]
 
 _INF = np.inf
 _NO_KEY = (np.inf, np.iinfo(np.int64).max)
+# Rows per message when a shard is sent to its worker (or read by it): 16 MiB at d = 128.
+PIECE_ROWS = 32768
 # Lost workers tolerated in one ranking before giving up.
 MAX_RECOVERIES = 5
 # Chosen rows sent to a rebuilt shard per message.
@@ -213,28 +215,61 @@ class Shard:
     instead, and pruning is tried again later. Either way ``s`` holds the same reference
     values.
 
+    The rows arrive in pieces of about 16 MiB (:meth:`put`, then :meth:`build`), or the
+    worker reads them itself from a lazy array, block by block; either way they are held once,
+    in one buffer that is then grouped and normalised in place (one large message would be
+    held twice while it is decoded).
+
     Parameters
     ----------
-    rows : ndarray of shape (stop - start, n_dims), or an array-like to slice
-        The shard's rows; or the whole (lazy, e.g. Zarr) array, then the worker reads its
-        own rows ``source[start:stop]``.
+    source : array-like, optional
+        A lazy (e.g. Zarr) array of all the rows: the worker reads its own, ``source[start:
+        stop]``, and builds the shard at once. None: the rows come through :meth:`put`.
     start, stop : int
         The shard's global row range.
+    n_dims : int
     prune_from : int
         Group the rows (and prune) only from this many rows on.
+    piece_rows : int
+        Rows per piece read or received.
     """
 
-    def __init__(self, rows: Any, start: int, stop: int, prune_from: int = _MIN_PRUNED_N) -> None:
-        if not isinstance(rows, np.ndarray) or len(rows) != stop - start:
-            rows = check_vectors(
-                np.asarray(rows[start:stop]), name=f"embedding rows {start}..{stop - 1}"
-            )
-        m = len(rows)
+    def __init__(
+        self,
+        source: Any,
+        start: int,
+        stop: int,
+        n_dims: int,
+        prune_from: int = _MIN_PRUNED_N,
+        piece_rows: int = PIECE_ROWS,
+    ) -> None:
         self.start = start
-        # The rows as received are this actor's alone (sent to this worker for it, or read
-        # here): grouped and normalised in place, so the shard is held once, not twice.
-        if not (rows.dtype == np.float32 and rows.flags.writeable and rows.flags.c_contiguous):
-            rows = np.array(rows, dtype=np.float32, order="C")
+        self.prune_from = prune_from
+        self.piece_rows = piece_rows
+        self.raw = np.empty((stop - start, n_dims), dtype=np.float32)
+        if source is not None:
+            a = start
+            while a < stop:
+                b = min(stop, a + piece_rows)
+                b = stop if stop - b == 1 else b  # no 1-row piece (unless the shard is one row)
+                block = np.asarray(source[a:b])
+                twice = np.concatenate([block, block]) if b - a == 1 else block  # N >= 2 check
+                ids = np.arange(a, a + len(twice)) if b - a > 1 else np.array([a, a])
+                valid = check_vectors(twice, ids=ids, name="embeddings")
+                self.put(a, valid[: b - a])
+                a = b
+            self.build()
+
+    def put(self, offset: int, rows: np.ndarray) -> None:
+        """Copy rows (validated float32) starting at global index `offset` into the shard."""
+        self.raw[offset - self.start : offset - self.start + len(rows)] = rows
+
+    def build(self) -> None:
+        """Group the rows around pivots and normalise them, in place; ``s`` starts at -inf."""
+        rows = self.raw
+        del self.raw
+        m = len(rows)
+        prune_from = self.prune_from
         grp = _build_groups(rows, _n_groups_for(m), check=True) if m >= prune_from else None
         self.perm = grp.perm if grp is not None else np.arange(m, dtype=np.int64)
         self.inv = np.empty(m, dtype=np.int64)  # local index -> position in X
@@ -242,7 +277,7 @@ class Shard:
         if grp is not None:
             _permute_rows(rows, self.perm)
         # (m, d) float32 unit rows, grouped: the same bits as normalize_rows(rows, rows=perm)
-        self.X = normalize_rows(rows, out=rows)
+        self.X = normalize_rows(rows, out=rows, block=self.piece_rows)
         self.sq = row_sqnorms(self.X)  # (m,) float64
         self.s = np.full(m, -_INF)  # in the grouped order of X
         self.err = float32_error(self.X.shape[1])
@@ -351,10 +386,16 @@ class _Shards:
     """The driver's handle on the shard actors: placement, calls, and rebuilding lost ones."""
 
     def __init__(
-        self, client: Client, X: Any, bounds: list[tuple[int, int]], prune_from: int
+        self,
+        client: Client,
+        X: Any,
+        bounds: list[tuple[int, int]],
+        prune_from: int,
+        piece_rows: int = PIECE_ROWS,
     ) -> None:
         self.client = client
         self.prune_from = prune_from
+        self.piece_rows = piece_rows
         self.X = X
         self.bounds = bounds
         self.starts = np.array([a for a, _ in bounds], dtype=np.int64)
@@ -381,25 +422,34 @@ class _Shards:
             workers = self._live_workers()
         where = [workers[i % len(workers)]]
         a, b = self.bounds[i]
-        if isinstance(self.X, np.ndarray):
-            [rows] = self.client.scatter([self.X[a:b]], workers=where, hash=False)
-        else:
-            rows = self.X  # a lazy array: the worker reads its own rows
+        pushed = isinstance(self.X, np.ndarray)  # else a lazy array: the worker reads its rows
         future = self.client.submit(
             Shard,
-            rows,
+            None if pushed else self.X,
             a,
             b,
+            int(self.X.shape[1]),
             self.prune_from,
+            self.piece_rows,
             actor=True,
             workers=where,
             allow_other_workers=True,
             pure=False,
         )
-        self.actors[i] = future.result()
+        actor = future.result()
+        if pushed:
+            # piece by piece, two in flight: the worker never decodes the whole shard at once
+            pending: list[Any] = []
+            for r in range(a, b, self.piece_rows):
+                pending.append(actor.put(r, self.X[r : min(b, r + self.piece_rows)]))
+                if len(pending) == 2:
+                    pending.pop(0).result()
+            for call in pending:
+                call.result()
+            actor.build().result()
+        self.actors[i] = actor
         self.futures[i] = future
         self.where[i] = where[0]
-        del rows  # the shard holds its normalised copy; the scattered rows can go
 
     def close(self) -> None:
         """Release the actors (and with them the shards' memory on the workers)."""
@@ -586,6 +636,7 @@ def rank_sharded(
     candidates: int = 4096,
     progress: Callable[[int], None] | None = None,
     prune_from: int = _MIN_PRUNED_N,
+    piece_rows: int = PIECE_ROWS,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """`k` exact greedy picks after the seed set `init`, rows kept on the workers.
 
@@ -604,6 +655,8 @@ def rank_sharded(
         Candidates per shard per round (``B``).
     prune_from : int
         Shards of at least this many rows are grouped for pruning (tests lower it).
+    piece_rows : int
+        Rows per message sending a shard to its worker, or per read of a lazy array.
 
     Returns
     -------
@@ -617,7 +670,7 @@ def rank_sharded(
     edges = np.linspace(0, n, n_shards + 1).round().astype(np.int64)
     bounds = [(int(a), int(b)) for a, b in itertools.pairwise(edges.tolist()) if b > a]
     t0 = time.perf_counter()
-    shards = _Shards(client, X, bounds, prune_from)
+    shards = _Shards(client, X, bounds, prune_from, piece_rows)
     d = int(X.shape[1])
     init = np.asarray(init, dtype=np.int64)
     timing = {"driver": 0.0, "workers": 0.0}

@@ -115,7 +115,8 @@ def sharded_main(argv: list[str]) -> None:
     ):
         modes = ["sharded"] if args.skip_exact else ["exact", "sharded"]
         # warm-up: numba compiles (or loads its cache) in each worker once, not in the timing
-        rank_on_dask(X[:5000], client, mode="sharded", initial=1, budget=50, seed=0)
+        # (10,000 rows per shard: the pruned kernels too)
+        rank_on_dask(X[:20000], client, mode="sharded", initial=1, budget=500, seed=0)
         idle = client.run(_worker_peak_start)
         print("workers before ranking (MiB): "
               + " / ".join(f"{p / 2**20:,.0f}" for p in idle.values()), flush=True)  # fmt: skip

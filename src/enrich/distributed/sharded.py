@@ -436,7 +436,7 @@ class _Shards:
             allow_other_workers=True,
             pure=False,
         )
-        actor = future.result()
+        actor: Any = future.result()  # a proxy: its calls return futures
         if pushed:
             # piece by piece, two in flight: the worker never decodes the whole shard at once
             pending: list[Any] = []

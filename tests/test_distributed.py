@@ -70,7 +70,8 @@ def test_cli_does_not_import_dask() -> None:
     code = (
         "import sys, argparse\n"
         "import enrich.cli, enrich.cli.rank, enrich.cli.redundancy, enrich.distributed\n"
-        "for m in (enrich.cli.rank, enrich.cli.redundancy):\n"
+        "import enrich.cli.next\n"
+        "for m in (enrich.cli.rank, enrich.cli.redundancy, enrich.cli.next):\n"
         "    m.add_arguments(argparse.ArgumentParser())\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('dask', 'distributed', 'dask_jobqueue', 'zarr'))\n"

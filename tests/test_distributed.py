@@ -70,7 +70,8 @@ def test_cli_does_not_import_dask() -> None:
     code = (
         "import sys, argparse\n"
         "import enrich.cli, enrich.cli.rank, enrich.cli.redundancy, enrich.distributed\n"
-        "for m in (enrich.cli.rank, enrich.cli.redundancy):\n"
+        "import enrich.cli.next\n"
+        "for m in (enrich.cli.rank, enrich.cli.redundancy, enrich.cli.next):\n"
         "    m.add_arguments(argparse.ArgumentParser())\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('dask', 'distributed', 'dask_jobqueue', 'zarr'))\n"
@@ -126,7 +127,9 @@ def test_engine_option_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     base = ["rank", "-e", str(tmp_path / "e.npy"), "-o", str(tmp_path / "o.csv")]
     for extra, match in [
         (["--engine", "local", "--scheduler", "local:2"], "--scheduler needs --engine dask"),
-        (["--mode", "composable"], "need --engine dask"),
+        (["--mode", "composable"], "--mode composable needs --engine dask"),
+        (["--mode", "sharded"], "--mode sharded needs --engine dask"),
+        (["--shards", "2"], "--shards needs --engine dask"),
         (["--scheduler", "local:x"], "local:N"),
     ]:
         assert main([*base, *extra]) == 2
@@ -306,7 +309,7 @@ def test_rank_exact_refuses_what_does_not_fit_one_worker(client, monkeypatch) ->
     import enrich.distributed.rank as mod
 
     monkeypatch.setattr(mod, "_EXACT_MEMORY_FACTOR", 1e9)
-    with pytest.raises(EnrichError, match="composable"):
+    with pytest.raises(EnrichError, match="--mode sharded"):
         mod.rank(clustered(100, 4, seed=0), client, budget=5)
 
 

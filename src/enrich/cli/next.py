@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
+from typing import Any
 
 from enrich.errors import EnrichError
 
@@ -50,6 +52,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="close earlier batch B: its unlabeled images may be handed out again (repeatable)",
     )
     parser.add_argument("--out", "-o", required=True, metavar="DIR", help="folder for batch.csv")
+    from enrich.distributed import add_engine_arguments
+
+    add_engine_arguments(parser)
+    parser.add_argument(
+        "--mode",
+        choices=("exact", "sharded"),
+        default="exact",
+        help="with --engine dask: exact (the in-process ranking, run on one worker; default) "
+        "or sharded (the rows kept on the workers in shards); the batch is the same either way",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,17 +73,40 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise EnrichError(f"--out {out} is a file; expected a folder")
     labeled = resolve_labeled(ws, args.labeled) if args.labeled else []
-    batch = next_batch(
-        ws,
-        labeled=labeled,
-        budget=args.budget,
-        strategy=args.strategy,
-        seed=args.seed,
-        max_per_patient=args.max_per_patient,
-        max_per_clip=args.max_per_clip,
-        until_similarity=args.until_similarity,
-        close=args.close,
-    )
+    from enrich.distributed import engine_from_args
+
+    scheduler = engine_from_args(args)
+    if scheduler is None and args.mode != "exact":
+        raise EnrichError(f"--mode {args.mode} needs --engine dask")
+    if scheduler is not None and args.strategy != "enrich":
+        raise EnrichError(f"--engine dask runs --strategy enrich, not {args.strategy!r}")
+    with contextlib.ExitStack() as stack:
+        ranker = None
+        if scheduler is not None:
+            clients: list[Any] = []
+
+            def ranker(X: Any, **kwargs: Any) -> Any:
+                # connect on first use: a repeated request, or one refused by its checks,
+                # starts no cluster
+                from enrich.distributed._client import connect
+                from enrich.distributed.rank import rank as rank_on_dask
+
+                if not clients:
+                    clients.append(stack.enter_context(connect(scheduler)))
+                return rank_on_dask(X, clients[0], mode=args.mode, **kwargs)
+
+        batch = next_batch(
+            ws,
+            labeled=labeled,
+            budget=args.budget,
+            strategy=args.strategy,
+            seed=args.seed,
+            max_per_patient=args.max_per_patient,
+            max_per_clip=args.max_per_clip,
+            until_similarity=args.until_similarity,
+            close=args.close,
+            ranker=ranker,
+        )
     from enrich._atomic import write_json
     from enrich.cli._common import write_csv
 

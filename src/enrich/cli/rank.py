@@ -53,14 +53,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_engine_arguments(parser)
     parser.add_argument(
         "--mode",
-        choices=("exact", "composable"),
+        choices=("exact", "sharded", "composable"),
         default="exact",
-        help="with --engine dask: exact (the in-process order, run on one worker; default) or "
-        "composable (approximate: greedy per shard, then on the union of shard picks; needs "
-        "--budget; reports its covering radius)",
+        help="with --engine dask: exact (the in-process order, run on one worker; default), "
+        "sharded (the same exact order, the rows kept on the workers in shards: for "
+        "embeddings larger than one worker's memory) or composable (approximate: greedy per "
+        "shard, then on the union of shard picks; needs --budget; reports its covering radius)",
     )
     parser.add_argument(
-        "--shards", type=int, metavar="N", help="shards for --mode composable (default: workers)"
+        "--shards",
+        type=int,
+        metavar="N",
+        help="shards for --mode sharded or composable (default: workers)",
     )
     # strategies and their parameters come from the registry's data (importing the
     # `enrich.select` package loads no strategy module, so --help needs no numba)
@@ -167,8 +171,12 @@ def _run(args: argparse.Namespace, out: Path, sidecar: Path) -> int:
         initial = parse_initial(args.initial)
         initial_desc = args.initial
     scheduler = engine_from_args(args)
-    if scheduler is None and (args.mode != "exact" or args.shards is not None):
-        raise EnrichError("--mode composable and --shards need --engine dask")
+    if scheduler is None and args.mode != "exact":
+        raise EnrichError(f"--mode {args.mode} needs --engine dask")
+    if scheduler is None and args.shards is not None:
+        raise EnrichError("--shards needs --engine dask")
+    if args.shards is not None and args.shards < 1:
+        raise EnrichError(f"--shards {args.shards}: expected a whole number >= 1")
     if scheduler is not None and args.strategy != "enrich":
         raise EnrichError(f"--engine dask runs --strategy enrich, not {args.strategy!r}")
     selector = SELECTORS[args.strategy](budget=args.budget, seed=args.seed, **params)
@@ -234,7 +242,8 @@ def _run(args: argparse.Namespace, out: Path, sidecar: Path) -> int:
                 if scheduler is None
                 else {
                     "method": "exact greedy max-min cosine (ENRICH), on Dask"
-                    if args.mode == "exact"
+                    + (" (sharded)" if args.mode == "sharded" else "")
+                    if args.mode in ("exact", "sharded")
                     else "APPROXIMATE: composable-coreset greedy max-min (ENRICH per shard, then "
                     "on the union of shard picks; Malkomes et al. 2015)",
                     "scheduler": str(scheduler),

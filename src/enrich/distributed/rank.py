@@ -5,6 +5,11 @@
 stays free. It needs the embeddings (and the kernel's working copies, about 3x their size) to
 fit one worker's memory, and says so when they do not.
 
+``mode="sharded"`` is exact too, for embeddings larger than one worker: the rows stay on the
+workers in shards, each keeping its shard's running max-similarity vector, and the driver
+batches picks with an exact lazy bound (:mod:`enrich.distributed.sharded`): the order is the
+in-process order.
+
 ``mode="composable"`` is approximate: the rows are cut into shards, each worker runs the
 greedy max-min on its shard (from the same initial set) for `budget` picks, and the greedy
 then runs once more on the union of the shard picks. Greedy max-min is a 2-approximation of
@@ -18,6 +23,7 @@ from the chosen set), which a benchmark compares with the exact order's
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MODES", "covering", "rank"]
 
-MODES = ("exact", "composable")
+MODES = ("exact", "sharded", "composable")
 # The exact kernel holds the vectors, a normalized copy and its groups' packed copy.
 _EXACT_MEMORY_FACTOR = 3.5
 
@@ -75,6 +81,72 @@ def _covering_part(
         if best[i] < worst:
             worst, arg = float(best[i]), int(rows[a + i])
     return worst, arg
+
+
+def _exact_with_retries(
+    client: Client, Xv: np.ndarray, initial: InitialSpec, budget: int | None, seed: int | None
+) -> tuple[RankResult, int]:
+    """Mode "exact": the selector on one worker. A worker lost mid-run takes the scattered
+    embeddings with it, so Dask cannot rerun the task alone: send them again and rerun (the
+    result is a pure function of its inputs), up to ``MAX_RECOVERIES`` times."""
+    from enrich.distributed.sharded import MAX_RECOVERIES, _lost
+
+    lost = 0
+    while True:
+        try:
+            [data] = client.scatter([Xv], hash=False)
+            result = client.submit(_fit_exact, data, initial, budget, seed, pure=False).result()
+            return result, lost
+        except Exception as exc:
+            if not _lost(exc):
+                raise
+            lost += 1
+            if lost > MAX_RECOVERIES:
+                raise EnrichError(
+                    f"exact ranking lost its Dask worker {lost} times (more than "
+                    f"{MAX_RECOVERIES}); is the cluster healthy? nothing was written"
+                ) from None
+            time.sleep(0.5 * lost)  # let the scheduler notice the loss before sending again
+            client.wait_for_workers(1, timeout=60)
+
+
+def _rank_sharded(
+    X: Any,
+    client: Client,
+    initial: InitialSpec,
+    budget: int | None,
+    seed: int | None,
+    n_shards: int,
+    progress: Callable[[int], None] | None,
+    candidates: int,
+    workers: int,
+) -> RankResult:
+    """Mode "sharded": the seed set drawn as in-process, then :func:`rank_sharded`."""
+    from enrich._outputs import check_seed
+    from enrich.distributed.sharded import rank_sharded
+
+    # a numpy array is checked here, once; a lazy one by the workers, each its own rows
+    Xv = check_vectors(X) if isinstance(X, np.ndarray) or not hasattr(X, "shape") else X
+    if len(Xv.shape) != 2 or Xv.shape[0] < 2:
+        raise EnrichError(f"embeddings have shape {tuple(Xv.shape)}: expected (N >= 2, d)")
+    n = int(Xv.shape[0])
+    rng = np.random.default_rng(check_seed(seed))
+    init = resolve_initial(initial, n, rng)
+    k = resolve_budget(budget, n, len(init))
+    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
+        raise EnrichError(f"candidates={candidates!r}: expected a whole number >= 1")
+    picks, sims, info = rank_sharded(
+        Xv, client, init, k, n_shards=n_shards, candidates=candidates, progress=progress
+    )
+    info = {"engine": "dask", "mode": "sharded", "approximate": False, "workers": workers, **info}
+    return RankResult(
+        np.concatenate([init, picks]),
+        np.concatenate([np.full(len(init), np.nan), sims]),
+        len(init),
+        EnrichSelector.name,
+        seed,
+        info,
+    )
 
 
 def covering(
@@ -126,23 +198,29 @@ def rank(
     seed: int | None = None,
     n_shards: int | None = None,
     progress: Callable[[int], None] | None = None,
+    candidates: int = 4096,
 ) -> RankResult:
     """The ENRICH labeling order on Dask workers.
 
     Parameters
     ----------
     X : array-like of shape (n_images, n_dims)
+        For "sharded", also a lazy array such as a ``zarr.Array``: each worker then reads
+        its own rows, and the driver never holds them.
     client : distributed.Client
-    mode : {"exact", "composable"}
-        "exact": the in-process order, computed on one worker. "composable": approximate,
+    mode : {"exact", "sharded", "composable"}
+        "exact": the in-process order, computed on one worker. "sharded": the in-process
+        order, the rows kept on the workers in `n_shards` shards. "composable": approximate,
         greedy on each of `n_shards` row shards then on the union of their picks; needs a
         `budget`.
     initial, budget, seed
         As for :func:`enrich.select.rank`; the random initial set is drawn the same way.
     n_shards : int, optional
-        Shards for "composable" (default: one per worker).
+        Shards for "sharded" and "composable" (default: one per worker).
     progress : callable, optional
-        Called with the number of images ranked, when done.
+        Called with the number of images ranked, when done (per round for "sharded").
+    candidates : int
+        "sharded": candidates each shard sends per round.
 
     Returns
     -------
@@ -154,8 +232,12 @@ def rank(
 
     if mode not in MODES:
         raise EnrichError(f"mode={mode!r}: expected one of {', '.join(MODES)}")
-    Xv = check_vectors(X)
     workers = n_workers(client)
+    if mode == "sharded":
+        return _rank_sharded(
+            X, client, initial, budget, seed, n_shards or workers, progress, candidates, workers
+        )
+    Xv = check_vectors(X)
     if mode == "exact":
         need = _EXACT_MEMORY_FACTOR * Xv.nbytes
         limits = [w.get("memory_limit") or 0 for w in client.scheduler_info()["workers"].values()]
@@ -164,15 +246,13 @@ def rank(
             raise EnrichError(
                 f"exact ranking needs about {need / 2**30:.1f} GiB on one worker "
                 f"({len(Xv):,} x {Xv.shape[1]} float32), but the largest worker has "
-                f"{biggest / 2**30:.1f} GiB; give workers more memory or use the "
-                "approximate --mode composable"
+                f"{biggest / 2**30:.1f} GiB; give workers more memory, or use --mode sharded "
+                "(the same exact order, the rows spread over the workers)"
             )
-        [data] = client.scatter([Xv], hash=False)
-        result: RankResult = client.submit(
-            _fit_exact, data, initial, budget, seed, pure=False
-        ).result()
+        result, lost = _exact_with_retries(client, Xv, initial, budget, seed)
         exact_info = dict(result.info or {})
         exact_info.update(engine="dask", mode="exact", approximate=False, workers=workers)
+        exact_info["lost_workers"] = lost
         if progress is not None:
             progress(len(result.order) - result.n_initial)
         return RankResult(

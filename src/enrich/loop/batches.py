@@ -39,9 +39,14 @@ from enrich._atomic import write_json
 from enrich.errors import EnrichError, first_few
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pandas as pd
 
+    from enrich.select.base import RankResult
     from enrich.workspace import Workspace
+
+    Ranker = Callable[..., RankResult]
 
 __all__ = [
     "Batch",
@@ -201,6 +206,7 @@ def next_batch(
     until_similarity: float | None = None,
     close: list[int] | None = None,
     now: str | None = None,
+    ranker: Ranker | None = None,
 ) -> Batch:
     """Pick, record and return the next batch.
 
@@ -225,6 +231,11 @@ def next_batch(
         or handed out is above this (every image left then has such a neighbour).
     close : list of int, optional
         Earlier batches to close now: their unlabeled images can be handed out again.
+    ranker : callable, optional
+        ``ranker(X, initial=..., budget=..., seed=...) -> RankResult`` in place of the
+        in-process ENRICH selector, e.g. :func:`enrich.distributed.rank.rank` bound to a Dask
+        client. It must give the in-process order: it is not recorded, so the batch record
+        (and a repeated request) is the same whichever engine ranked.
 
     Returns
     -------
@@ -244,6 +255,8 @@ def next_batch(
         raise EnrichError(f"until_similarity={until_similarity}: expected a cosine in [-1, 1]")
     if until_similarity is not None and strategy != "enrich":
         raise EnrichError("until_similarity needs --strategy enrich (its picks carry similarity)")
+    if ranker is not None and strategy != "enrich":
+        raise EnrichError(f"--engine dask runs --strategy enrich, not {strategy!r}")
     manifest = ws.manifest()
     emb = ws.embeddings()
     known = set(emb.ids.tolist())
@@ -303,6 +316,7 @@ def next_batch(
         max_per_clip,
         until_similarity,
         available,
+        ranker,
     )
     if not ids:
         raise EnrichError(
@@ -358,6 +372,7 @@ def _pick(
     max_per_clip: int | None,
     until: float | None,
     available: int,
+    ranker: Ranker | None = None,
 ) -> tuple[list[str], list[float | None]]:
     """The strategy's next picks, the caps applied along its order."""
     from enrich.select import SELECTORS
@@ -367,9 +382,12 @@ def _pick(
     capped = max_per_patient is not None or max_per_clip is not None
     ask = budget if not capped else min(available, 4 * budget)
     while True:
-        sel = SELECTORS[strategy](budget=max(ask - n_first, 0), seed=seed)
-        sel.fit(emb.vectors, initial=initial)
-        res = sel.result_
+        if ranker is None:
+            sel = SELECTORS[strategy](budget=max(ask - n_first, 0), seed=seed)
+            sel.fit(emb.vectors, initial=initial)
+            res = sel.result_
+        else:
+            res = ranker(emb.vectors, initial=initial, budget=max(ask - n_first, 0), seed=seed)
         order = res.order[res.n_initial - n_first :]
         sims = np.asarray(res.max_similarity, dtype=float)[res.n_initial - n_first :]
         ids: list[str] = []

@@ -489,6 +489,7 @@ def coverage_table(study: str) -> str | None:
     cov = pd.read_csv(path, dtype={"class": str})
     classes = [c for c in dict.fromkeys(cov["class"]) if c != "all"]
     has_patients = cov["patients"].notna().any()
+    has_clips = "clips" in cov.columns and cov["clips"].notna().any()
     rows = []
     for size, g in cov.groupby("size", sort=True):
         row = {"size": f"{int(size):,} ({_pct(float(g['fraction'].iloc[0]), 1)})"}
@@ -497,9 +498,11 @@ def coverage_table(study: str) -> str | None:
             if classes:
                 per = {str(c): float(v) for c, v in zip(h["class"], h["images"], strict=True)}
                 parts.append(" / ".join(f"{per.get(c, 0):.0f}" for c in classes))
+            allrow = h.loc[h["class"] == "all"]
             if has_patients:
-                allrow = h.loc[h["class"] == "all"]
                 parts.append(f"{float(allrow['patients'].iloc[0]):.0f} subjects")
+            if has_clips:
+                parts.append(f"{float(allrow['clips'].iloc[0]):.0f} clips")
             row[str(name)] = ", ".join(parts)
         rows.append(row)
     note = (

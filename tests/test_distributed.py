@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -145,13 +146,14 @@ def test_slurm_config_makes_the_job_script(tmp_path: Path) -> None:
     cfg.write_text(
         "queue: short\naccount: radiology\ncores: 8\nprocesses: 2\nmemory: 32GB\n"
         "walltime: '02:00:00'\njobs: 4\njob_extra_directives: ['--gres=gpu:1']\n"
+        "start_timeout: 90\n"
     )
-    cluster, jobs = slurm_cluster(str(cfg))
+    cluster, jobs, start_timeout = slurm_cluster(str(cfg))
     try:
         script = cluster.job_script()
     finally:
         cluster.close()
-    assert jobs == 4
+    assert jobs == 4 and start_timeout == 90.0
     for line in (
         "#SBATCH -p short",
         "#SBATCH -A radiology",
@@ -180,7 +182,7 @@ def test_slurm_without_config_or_dask_settings_says_what_is_missing() -> None:
 def test_documented_slurm_example_is_valid() -> None:
     from enrich.distributed._client import slurm_cluster
 
-    cluster, jobs = slurm_cluster(str(ROOT / "docs" / "examples" / "slurm.yaml"))
+    cluster, jobs, _ = slurm_cluster(str(ROOT / "docs" / "examples" / "slurm.yaml"))
     try:
         script = cluster.job_script()
     finally:
@@ -192,7 +194,13 @@ def test_documented_slurm_example_is_valid() -> None:
 
 @pytest.mark.parametrize(
     ("text", "match"),
-    [("jobs: 0\n", "jobs=0"), ("qeue: short\n", "unknown key"), ("- a\n", "YAML mapping")],
+    [
+        ("jobs: 0\n", "jobs=0"),
+        ("qeue: short\n", "unknown key"),
+        ("- a\n", "YAML mapping"),
+        ("start_timeout: 0\n", "start_timeout=0"),
+        ("start_timeout: soon\n", "start_timeout='soon'"),
+    ],
 )
 def test_slurm_config_rejects(tmp_path: Path, text: str, match: str) -> None:
     from enrich.distributed._client import slurm_options
@@ -203,6 +211,107 @@ def test_slurm_config_rejects(tmp_path: Path, text: str, match: str) -> None:
         slurm_options(cfg)
     with pytest.raises(EnrichError, match="no such SLURM config"):
         slurm_options(tmp_path / "missing.yaml")
+
+
+def _fake_sbatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stderr: str, rc: int) -> Path:
+    """An `sbatch` on PATH that records its arguments and answers like SLURM's."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "sbatch.args"
+    exe = bin_dir / "sbatch"
+    exe.write_text(f"#!/bin/sh\necho \"$@\" > {log}\nprintf '%s\\n' '{stderr}' >&2\nexit {rc}\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+def test_slurm_refusing_the_job_is_one_line_naming_the_reason(tmp_path, monkeypatch) -> None:
+    # A wrong partition used to leave `enrich` waiting for workers forever after sbatch's error.
+    from enrich.distributed._client import check_sbatch, slurm_cluster
+
+    log = _fake_sbatch(
+        tmp_path,
+        monkeypatch,
+        "sbatch: error: Batch job submission failed: Invalid partition name specified",
+        1,
+    )
+    cfg = tmp_path / "slurm.yaml"
+    cfg.write_text("queue: nosuch\ncores: 1\nmemory: 1GB\n")
+    cluster, _, _ = slurm_cluster(str(cfg))
+    try:
+        with pytest.raises(
+            EnrichError, match=r"SLURM refused .*Invalid partition name.*slurm\.yaml"
+        ):
+            check_sbatch(cluster, cfg)
+    finally:
+        cluster.close()
+    assert log.read_text().startswith("--test-only ")
+
+
+def test_slurm_accepting_the_job_passes_the_check(tmp_path, monkeypatch) -> None:
+    from enrich.distributed._client import check_sbatch, slurm_cluster
+
+    _fake_sbatch(tmp_path, monkeypatch, "sbatch: Job 7 to start at 2026-12-02T05:00:00", 0)
+    cluster, _, _ = slurm_cluster(_write(tmp_path, "cores: 1\nmemory: 1GB\n"))
+    try:
+        check_sbatch(cluster, "slurm.yaml")  # no error
+    finally:
+        cluster.close()
+
+
+def test_no_sbatch_on_the_machine_is_one_line(tmp_path, monkeypatch) -> None:
+    from enrich.distributed._client import check_sbatch, slurm_cluster
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch anywhere
+    cluster, _, _ = slurm_cluster(_write(tmp_path, "cores: 1\nmemory: 1GB\n"))
+    try:
+        with pytest.raises(EnrichError, match="no `sbatch` on this machine"):
+            check_sbatch(cluster, "slurm.yaml")
+    finally:
+        cluster.close()
+
+
+def _write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "slurm.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.skipif(
+    os.environ.get("ENRICH_CHECK_SLURM") != "1" or shutil.which("sbatch") is None,
+    reason="a real SLURM cluster: scripts/check_slurm.sh starts one and sets ENRICH_CHECK_SLURM=1",
+)
+def test_real_slurm_gives_the_local_redundancy_and_order(tmp_path: Path) -> None:
+    """`--scheduler slurm:FILE` on a real SLURM (slurmctld + slurmd): workers start as SLURM
+    jobs and the outputs are byte-identical to the in-process engine."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 16)).astype(np.float32)
+    X[10] = X[20]  # an exact tie
+    emb = tmp_path / "e.npz"
+    np.savez(emb, ids=np.array([f"i{i}" for i in range(len(X))]), vectors=X)
+    cfg = _write(
+        tmp_path,
+        f"queue: {os.environ.get('ENRICH_SLURM_QUEUE', 'debug')}\ncores: 1\nprocesses: 1\n"
+        "memory: 2GB\nwalltime: '00:10:00'\njobs: 2\nstart_timeout: 120\n",
+    )
+    slurm = ["--engine", "dask", "--scheduler", f"slurm:{cfg}"]
+    runs = {
+        "redundancy.csv": (["redundancy", "-e", str(emb), "--out"], "{}"),
+        "order.csv": (["rank", "-e", str(emb), "--seed", "0", "--out"], "{}/order.csv"),
+    }
+    for name, (cmd, out) in runs.items():
+        written = []
+        for engine, extra in (("local", []), ("slurm", slurm)):
+            dest = out.format(tmp_path / f"{name}_{engine}")
+            done = subprocess.run(
+                [sys.executable, "-m", "enrich", *cmd, dest, *extra],
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            assert done.returncode == 0, done.stderr
+            written.append(tmp_path / f"{name}_{engine}" / name)
+        assert written[0].read_bytes() == written[1].read_bytes()
 
 
 # --------------------------------------------------------------------------- redundancy

@@ -184,10 +184,22 @@ def test_sharded_rejects_what_in_process_rejects(client) -> None:
 
 # --------------------------------------------------------------------------- reliability
 @pytest.mark.slow
-def test_killing_a_worker_mid_rank_gives_the_same_order(client) -> None:
+@pytest.mark.parametrize("from_store", [False, True])
+def test_killing_a_worker_mid_rank_gives_the_same_order(
+    client, tmp_path: Path, from_store: bool
+) -> None:
     from enrich.distributed.rank import rank as on_dask
 
     X = with_ties(6000, 16, seed=8)
+    source: object = X
+    if from_store:  # the lost shard is read again from the store by a live worker
+        from enrich.distributed._rows import StoreRows
+        from enrich.distributed.store import save_zarr
+        from enrich.embeddings import Embeddings
+
+        ids = np.array([f"i{i}" for i in range(len(X))])
+        save_zarr(tmp_path / "e.zarr", Embeddings(ids, X), chunk_rows=512)
+        source = StoreRows.open(str(tmp_path / "e.zarr"))
     killed: list[int] = []
 
     def kill_at_third_round(n: int) -> None:
@@ -203,7 +215,13 @@ def test_killing_a_worker_mid_rank_gives_the_same_order(client) -> None:
 
     calls: list[int] = []
     got = on_dask(
-        X, client, mode="sharded", initial=0.01, seed=1, candidates=8, progress=kill_at_third_round
+        source,
+        client,
+        mode="sharded",
+        initial=0.01,
+        seed=1,
+        candidates=8,
+        progress=kill_at_third_round,
     )
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it, for the next tests
     assert killed and len(calls) > 3  # killed mid-run, with rounds to go

@@ -1,9 +1,10 @@
 """ENRICH selection on Dask: exact on one worker, or a composable coreset across shards.
 
-``mode="exact"`` sends the embeddings to one worker and runs the in-process kernel there
-(:class:`enrich.select.EnrichSelector`): the order is the in-process order, and the driver
-stays free. It needs the embeddings (and the kernel's working copies, about 3x their size) to
-fit one worker's memory, and says so when they do not.
+``mode="exact"`` sends the embeddings to one worker (or, from a Zarr store, has that worker
+read them) and runs the in-process kernel there (:class:`enrich.select.EnrichSelector`): the
+order is the in-process order, and the driver stays free. It needs the embeddings (and the
+kernel's working copies, about 3x their size) to fit one worker's memory, and says so when
+they do not.
 
 ``mode="sharded"`` is exact too, for embeddings larger than one worker: the rows stay on the
 workers in shards, each keeping its shard's running max-similarity vector, and the driver

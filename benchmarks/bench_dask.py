@@ -20,6 +20,13 @@ sampled every 20 ms on the driver and, through ``client.run``, on each worker):
 
     python benchmarks/bench_dask.py sharded                 # 100k x 128, 10%, 2 workers
     python benchmarks/bench_dask.py sharded --n 1000000
+
+The ``cli`` section measures the driver's peak RSS of ``enrich rank --engine dask`` run as a
+user runs it (its own process, ``-e STORE.zarr``, against a 2-worker cluster), with the rows
+read by the workers from the store, and, given ``--before-src``, the earlier code that loaded
+them in the driver; it checks that every run writes the same ``order.csv``:
+
+    python benchmarks/bench_dask.py cli --n 1000000 --before-src /tmp/before/src
 """
 
 from __future__ import annotations
@@ -162,9 +169,104 @@ def sharded_main(argv: list[str]) -> None:
         print(f"wrote {args.csv}")
 
 
+_CLI_RUN = """
+import sys, time
+from enrich.cli import main
+t = time.perf_counter()
+rc = main(sys.argv[1:])
+sec = time.perf_counter() - t
+# VmHWM: the peak RSS of this process's own memory (ru_maxrss would also count the parent's
+# peak, carried over by fork + exec)
+status = open("/proc/self/status").read().split("VmHWM:")[1].split()
+print(f"@@ rc={rc} seconds={sec:.2f} peak_kib={status[0]}", flush=True)
+"""
+
+
+def cli_main(argv: list[str]) -> None:
+    """The driver's peak memory of ``enrich rank --engine dask`` on a Zarr store, as a user
+    runs it (a separate process, against a running 2-worker cluster): the rows loaded in the
+    driver and sent to the workers (the code before, given as --before-src) vs read by the
+    workers themselves (this checkout)."""
+    import os
+    import subprocess
+
+    from distributed import Client, LocalCluster
+
+    ap = argparse.ArgumentParser(description="driver peak RSS of the rank CLI on a Zarr store")
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--budget", type=int, default=10_000, help="picks (the driver's cost)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--chunk-rows", type=int, default=65536)
+    ap.add_argument("--modes", default="sharded,exact", help="modes run from this checkout")
+    ap.add_argument(
+        "--before-src",
+        help="src/ of an earlier checkout, also run, e.g. from "
+        "`git archive b0a5f57 src | tar -x -C /tmp/before` (/tmp/before/src)",
+    )
+    ap.add_argument("--before-modes", default="sharded,exact", help="modes run from it")
+    ap.add_argument("--dir", default="/tmp/enrich-bench-cli", help="store and outputs")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    work = Path(args.dir)
+    work.mkdir(parents=True, exist_ok=True)
+    store = work / f"clustered-{args.n}x{args.dim}.zarr"
+    if not (store / "zarr.json").is_file():
+        sec = clustered_store(store, args.n, args.dim, chunk_rows=args.chunk_rows, seed=args.seed)
+        print(f"wrote {store} ({args.n * args.dim * 4 / 2**20:,.0f} MiB) in {sec:.1f}s", flush=True)
+    here = str(HERE.parent / "src")
+    runs = [(f"this checkout, --mode {m}", here, m) for m in args.modes.split(",") if m]
+    if args.before_src:
+        before = [m for m in args.before_modes.split(",") if m]
+        runs[:0] = [(f"before (driver loads), --mode {m}", args.before_src, m) for m in before]
+    rows = []
+    with (
+        LocalCluster(
+            n_workers=args.workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+            memory_limit=0,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        address = client.scheduler.address
+        for label, src, mode in runs:
+            out = work / f"order-{len(rows)}.csv"
+            cmd = [sys.executable, "-c", _CLI_RUN, "rank", "-e", str(store), "-o", str(out)]
+            cmd += ["--initial", "1", "--budget", str(args.budget), "--seed", str(args.seed)]
+            cmd += ["--scheduler", address, "--mode", mode]
+            env = {**os.environ, "PYTHONPATH": src}
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+            tail = [line for line in done.stdout.splitlines() if line.startswith("@@ ")]
+            if done.returncode or not tail:
+                sys.exit(f"{label}: failed\n{done.stdout}\n{done.stderr[-3000:]}")
+            fields = dict(f.split("=") for f in tail[-1][3:].split())
+            row = {
+                "run": label,
+                "driver_peak_mib": int(fields["peak_kib"]) / 1024,
+                "seconds": float(fields["seconds"]),
+                "order": out.read_bytes(),
+            }
+            rows.append(row)
+            print(f"{label}: driver peak {row['driver_peak_mib']:,.0f} MiB, "
+                  f"{row['seconds']:.1f}s", flush=True)  # fmt: skip
+    same = all(r["order"] == rows[0]["order"] for r in rows)
+    print(f"\n{args.n:,} x {args.dim} Zarr store, {args.budget:,} picks, {args.workers} workers; "
+          f"order.csv identical across runs: {same}")  # fmt: skip
+    print(f"{'run':40s} {'driver peak MiB':>16s} {'seconds':>8s}")
+    for r in rows:
+        print(f"{r['run']:40s} {r['driver_peak_mib']:16,.0f} {r['seconds']:8.1f}")
+
+
 def main() -> None:
     if sys.argv[1:2] == ["sharded"]:
         sharded_main(sys.argv[2:])
+        return
+    if sys.argv[1:2] == ["cli"]:
+        cli_main(sys.argv[2:])
         return
     from distributed import Client, LocalCluster
 

@@ -184,10 +184,22 @@ def test_sharded_rejects_what_in_process_rejects(client) -> None:
 
 # --------------------------------------------------------------------------- reliability
 @pytest.mark.slow
-def test_killing_a_worker_mid_rank_gives_the_same_order(client) -> None:
+@pytest.mark.parametrize("from_store", [False, True])
+def test_killing_a_worker_mid_rank_gives_the_same_order(
+    client, tmp_path: Path, from_store: bool
+) -> None:
     from enrich.distributed.rank import rank as on_dask
 
     X = with_ties(6000, 16, seed=8)
+    source: object = X
+    if from_store:  # the lost shard is read again from the store by a live worker
+        from enrich.distributed._rows import StoreRows
+        from enrich.distributed.store import save_zarr
+        from enrich.embeddings import Embeddings
+
+        ids = np.array([f"i{i}" for i in range(len(X))])
+        save_zarr(tmp_path / "e.zarr", Embeddings(ids, X), chunk_rows=512)
+        source = StoreRows.open(str(tmp_path / "e.zarr"))
     killed: list[int] = []
 
     def kill_at_third_round(n: int) -> None:
@@ -203,7 +215,13 @@ def test_killing_a_worker_mid_rank_gives_the_same_order(client) -> None:
 
     calls: list[int] = []
     got = on_dask(
-        X, client, mode="sharded", initial=0.01, seed=1, candidates=8, progress=kill_at_third_round
+        source,
+        client,
+        mode="sharded",
+        initial=0.01,
+        seed=1,
+        candidates=8,
+        progress=kill_at_third_round,
     )
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it, for the next tests
     assert killed and len(calls) > 3  # killed mid-run, with rounds to go
@@ -270,6 +288,91 @@ def test_cli_rank_sharded_matches_local(client, tmp_path: Path) -> None:
     side = json.loads((tmp_path / "dask.json").read_text())
     assert side["engine"]["mode"] == "sharded" and side["engine"]["n_shards"] == 3
     assert side["method"].endswith("(sharded)") and side["scheduler"] == address
+
+
+def _driver_never_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make loading a store's vectors (or checking its rows) in this process, the driver,
+    an error; the worker processes are untouched."""
+    import enrich.distributed._rows as rows
+    from enrich.distributed.store import LazyEmbeddings
+
+    def refuse(*_a, **_k):
+        raise AssertionError("the driver read the store's vectors")
+
+    monkeypatch.setattr(LazyEmbeddings, "load", refuse)
+    monkeypatch.setattr(rows, "read_checked", refuse)
+    monkeypatch.setattr(rows, "_checked", refuse)
+
+
+@pytest.mark.slow
+def test_cli_rank_on_a_store_leaves_the_rows_to_the_workers(
+    client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas as pd
+
+    from enrich.workspace import Workspace
+
+    X = with_ties(500, 8, seed=6)  # exact copies among the rows: ties broken by index
+    ids = np.array([f"img_{i:04d}.png" for i in range(len(X))])
+    np.savez(tmp_path / "emb.npz", ids=ids, vectors=X)
+    store = tmp_path / "emb.zarr"
+    assert main(["convert", str(tmp_path / "emb.npz"), str(store), "--chunk-rows", "64"]) == 0
+    ws = Workspace.create(tmp_path / "ws")  # a workspace holding only embeddings.zarr
+    ws.write_manifest(pd.DataFrame({"id": ids, "source_path": ids}))
+    assert main(["convert", str(tmp_path / "emb.npz"), str(ws.path / "embeddings.zarr")]) == 0
+    assert not ws.embeddings_path.exists()
+    (tmp_path / "labeled.txt").write_text("img_0003.png\nimg_0100.png\n")
+    labeled = ["--labeled", str(tmp_path / "labeled.txt")]
+    npz = str(tmp_path / "emb.npz")
+    assert main(["rank", "-e", npz, *labeled, "-o", str(tmp_path / "local.csv")]) == 0
+    assert main(["rank", "-w", str(ws.path), *labeled, "-o", str(tmp_path / "wlocal.csv")]) == 0
+    local = json.loads((tmp_path / "local.json").read_text())
+    address = client.scheduler.address
+    _driver_never_loads(monkeypatch)
+    for mode, src, want in [
+        ("sharded", ["-e", str(store)], "local"),
+        ("exact", ["-e", str(store)], "local"),
+        ("sharded", ["-w", str(ws.path)], "wlocal"),
+    ]:
+        out = tmp_path / f"{mode}-{src[0]}.csv"
+        argv = ["rank", *src, *labeled, "-o", str(out), "--scheduler", address, "--mode", mode]
+        assert main(argv) == 0
+        assert out.read_bytes() == (tmp_path / f"{want}.csv").read_bytes()
+        side = json.loads(out.with_suffix(".json").read_text())
+        assert side["engine"]["mode"] == mode
+        assert side["input_fingerprint"] == local["input_fingerprint"]
+        assert side["n_images"] == len(X) and side["n_dims"] == X.shape[1]
+
+
+@pytest.mark.slow
+def test_cli_rank_on_a_bad_store_names_the_ids_from_the_workers(
+    client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from enrich.distributed.store import save_zarr
+    from enrich.embeddings import Embeddings
+
+    X = clustered(300, 6, seed=2)
+    ids = np.array([f"img_{i:04d}.png" for i in range(len(X))])
+    X[[17, 230]] = np.nan
+    X[120] = 0.0
+    save_zarr(tmp_path / "nan.zarr", Embeddings(ids, X), chunk_rows=64)
+    Y = X.copy()
+    Y[[17, 230]] = 1.0
+    save_zarr(tmp_path / "zero.zarr", Embeddings(ids, Y), chunk_rows=64)
+    _driver_never_loads(monkeypatch)
+    address = client.scheduler.address
+    for name, mode, match in [
+        ("nan", "sharded", "row(s) with NaN or inf: ids img_0017.png"),
+        ("zero", "sharded", "1 zero-norm row(s), for which cosine similarity is undefined: "
+         "ids img_0120.png"),
+        ("nan", "exact", "2 row(s) with NaN or inf: ids img_0017.png, img_0230.png"),
+    ]:  # fmt: skip
+        out = tmp_path / f"{name}-{mode}.csv"
+        argv = ["rank", "-e", str(tmp_path / f"{name}.zarr"), "-o", str(out)]
+        assert main([*argv, "--scheduler", address, "--mode", mode, "--shards", "3"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and match in err, err
+        assert f"{name}.zarr" in err and not out.exists()
 
 
 @pytest.mark.parametrize(("initial", "candidates"), [(0.01, 64), ([0, 1, 2, 900], 16)])
@@ -356,6 +459,39 @@ def test_cli_next_on_dask_matches_local(client, tmp_path: Path) -> None:
             {k: v for k, v in rec.items() if k not in ("created_at", "checksum", "workspace")},
         )
     assert out["dask"] == out["local"]
+    assert len(out["local"][1]["ids"]) == 25
+
+
+@pytest.mark.slow
+def test_cli_next_on_a_zarr_workspace_leaves_the_rows_to_the_workers(
+    client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    address = client.scheduler.address
+    engines = {
+        "local": [],
+        "dask": ["--scheduler", address, "--mode", "sharded"],
+        "exact": ["--scheduler", address, "--mode", "exact"],
+    }
+    for engine in engines:
+        ws = _loop_ws(tmp_path / engine / "ws")
+        npz = ws.embeddings_path
+        assert main(["convert", str(npz), str(ws.path / "embeddings.zarr")]) == 0
+        npz.unlink()  # the workspace holds only embeddings.zarr
+    out = {}
+    for engine, extra in engines.items():
+        ws_path = tmp_path / engine / "ws"
+        (tmp_path / engine / "labeled.csv").write_text("id\nimg_0001.png\nimg_0300.png\n")
+        argv = ["next", "-w", str(ws_path), "--budget", "25", "-o", str(tmp_path / engine / "b")]
+        argv += ["--labeled", str(tmp_path / engine / "labeled.csv"), "--max-per-patient", "5"]
+        if engine != "local":
+            _driver_never_loads(monkeypatch)
+        assert main([*argv, *extra]) == 0
+        rec = json.loads((tmp_path / engine / "b" / "batch.json").read_text())
+        out[engine] = (
+            (tmp_path / engine / "b" / "batch.csv").read_bytes(),
+            {k: v for k, v in rec.items() if k not in ("created_at", "checksum", "workspace")},
+        )
+    assert out["dask"] == out["local"] and out["exact"] == out["local"]
     assert len(out["local"][1]["ids"]) == 25
 
 

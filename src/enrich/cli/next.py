@@ -80,6 +80,13 @@ def run(args: argparse.Namespace) -> int:
         raise EnrichError(f"--mode {args.mode} needs --engine dask")
     if scheduler is not None and args.strategy != "enrich":
         raise EnrichError(f"--engine dask runs --strategy enrich, not {args.strategy!r}")
+    store = None
+    if scheduler is not None:
+        # a workspace holding only embeddings.zarr is not loaded: its ids are read here, and
+        # the workers read and check the rows
+        from enrich.distributed._rows import open_store_input
+
+        store = open_store_input("workspace", args.workspace)
     with contextlib.ExitStack() as stack:
         ranker = None
         if scheduler is not None:
@@ -106,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
             until_similarity=args.until_similarity,
             close=args.close,
             ranker=ranker,
+            embeddings=store,
         )
     from enrich._atomic import write_json
     from enrich.cli._common import write_csv

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 from enrich.cli._common import add_input_arguments, load_input, progress_bar, read_id_lines
 from enrich.distributed import add_engine_arguments, engine_from_args
@@ -130,6 +131,17 @@ def run(args: argparse.Namespace) -> int:
         return _run(args, out, sidecar)
 
 
+def _store_input(args: argparse.Namespace) -> Any:
+    """The Zarr store input, opened for the workers (ids only), or None to load the input."""
+    from enrich.distributed._rows import open_store_input
+
+    if (args.embeddings is None) == (args.workspace is None):
+        return None  # load_input says what is wrong
+    if args.embeddings is not None:
+        return open_store_input("embeddings", args.embeddings)
+    return open_store_input("workspace", args.workspace)
+
+
 def _run(args: argparse.Namespace, out: Path, sidecar: Path) -> int:
     import numpy as np
     import pandas as pd
@@ -142,8 +154,30 @@ def _run(args: argparse.Namespace, out: Path, sidecar: Path) -> int:
     from enrich.select.registry import parse_params
 
     params = parse_params(args.strategy, args.param)
-    emb, manifest, name = load_input(args.embeddings, args.workspace)
-    X = check_vectors(emb.vectors, ids=emb.ids, name=f"embeddings {name}")
+    scheduler = engine_from_args(args)
+    if scheduler is None and args.mode != "exact":
+        raise EnrichError(f"--mode {args.mode} needs --engine dask")
+    if scheduler is None and args.shards is not None:
+        raise EnrichError("--shards needs --engine dask")
+    if args.shards is not None and args.shards < 1:
+        raise EnrichError(f"--shards {args.shards}: expected a whole number >= 1")
+    if scheduler is not None and args.strategy != "enrich":
+        raise EnrichError(f"--engine dask runs --strategy enrich, not {args.strategy!r}")
+    # On Dask (exact or sharded), a Zarr store is not loaded: its ids are read here, and the
+    # workers read and check the rows.
+    store = _store_input(args) if scheduler is not None and args.mode != "composable" else None
+    if store is not None:
+        from enrich.workspace import Workspace
+
+        emb: Any = store
+        manifest = None if args.workspace is None else Workspace(args.workspace).manifest()
+        X: Any = store.rows
+        input_fingerprint = store.fingerprint
+    else:
+        emb, manifest, name = load_input(args.embeddings, args.workspace)
+        X = check_vectors(emb.vectors, ids=emb.ids, name=f"embeddings {name}")
+        input_fingerprint = fingerprint(emb.vectors, emb.ids)
+    n_images = int(X.shape[0])
     until = args.until_similarity
     if until is not None and (args.strategy != "enrich" or not -1.0 <= until <= 1.0):
         raise EnrichError(
@@ -170,18 +204,9 @@ def _run(args: argparse.Namespace, out: Path, sidecar: Path) -> int:
     else:
         initial = parse_initial(args.initial)
         initial_desc = args.initial
-    scheduler = engine_from_args(args)
-    if scheduler is None and args.mode != "exact":
-        raise EnrichError(f"--mode {args.mode} needs --engine dask")
-    if scheduler is None and args.shards is not None:
-        raise EnrichError("--shards needs --engine dask")
-    if args.shards is not None and args.shards < 1:
-        raise EnrichError(f"--shards {args.shards}: expected a whole number >= 1")
-    if scheduler is not None and args.strategy != "enrich":
-        raise EnrichError(f"--engine dask runs --strategy enrich, not {args.strategy!r}")
     selector = SELECTORS[args.strategy](budget=args.budget, seed=args.seed, **params)
     t0 = time.perf_counter()
-    expected = len(X) if args.budget is None else args.budget
+    expected = n_images if args.budget is None else args.budget
     with progress_bar(expected, f"ranking ({args.strategy})", unit="img") as update:
         if scheduler is None:
             selector.fit(X, initial=initial, progress=update)  # type: ignore[arg-type]
@@ -253,12 +278,12 @@ def _run(args: argparse.Namespace, out: Path, sidecar: Path) -> int:
             "initial": initial_desc,
             "n_initial": int(result.n_initial),
             "budget": args.budget,
-            "n_images": len(X),
+            "n_images": n_images,
             "n_dims": int(X.shape[1]),
             "n_ranked": len(table),
             "stopping": stopping,
             "input": str(args.embeddings or args.workspace),
-            "input_fingerprint": fingerprint(emb.vectors, emb.ids),
+            "input_fingerprint": input_fingerprint,
             "seconds": round(seconds, 3),
             "engine": result.info,
         },
@@ -275,7 +300,7 @@ def _run(args: argparse.Namespace, out: Path, sidecar: Path) -> int:
     if reach:
         print(f"every image left has a ranked neighbour above T after: {reach} images")
     print(
-        f"ranked {len(table):,} of {len(X):,} images "
+        f"ranked {len(table):,} of {n_images:,} images "
         f"({result.n_initial:,} initial) in {seconds:.1f}s -> {out} (+ {sidecar.name})"
     )
     return 0

@@ -223,32 +223,11 @@ def _run(args: argparse.Namespace, out: Path, sources: list[tuple[str, str]]) ->
 
 
 def _store_rows(kind: str, path: str) -> tuple[Any, Any, str, str] | None:
-    """A Zarr store input, for the Dask workers to read: (rows, ids, fingerprint, name).
+    """A Zarr store input, for the Dask workers to read: (rows, ids, fingerprint, name), or
+    None to load it (:func:`enrich.distributed._rows.open_store_input`)."""
+    from enrich.distributed._rows import open_store_input
 
-    None when the input is not a store (or a workspace whose store does not hold exactly its
-    manifest's images in order, or a store without a recorded fingerprint): it is loaded."""
-    import numpy as np
-
-    from enrich.distributed.store import is_zarr_store, open_zarr
-
-    if kind == "embeddings":
-        if not is_zarr_store(path):
-            return None
-        store, name = Path(path), Path(path).stem
-    else:
-        from enrich.workspace import Workspace
-
-        ws = Workspace(path)
-        store, name = ws.path / "embeddings.zarr", Path(path).resolve().name
-        if ws.embeddings_path.is_file() or not is_zarr_store(store):
-            return None
-    from enrich.distributed._rows import StoreRows
-
-    lazy = open_zarr(store)
-    if kind == "workspace" and ws.has_manifest():
-        if not np.array_equal(ws.manifest()["id"].to_numpy(dtype=str), lazy.ids):
-            return None
-    fp = lazy.meta.get("stored_fingerprint")
-    if fp is None:
+    store = open_store_input(kind, path)
+    if store is None:
         return None
-    return StoreRows.open(str(store), lazy), lazy.ids, str(fp), name
+    return store.rows, store.ids, store.fingerprint, store.name

@@ -1,9 +1,10 @@
 """ENRICH selection on Dask: exact on one worker, or a composable coreset across shards.
 
-``mode="exact"`` sends the embeddings to one worker and runs the in-process kernel there
-(:class:`enrich.select.EnrichSelector`): the order is the in-process order, and the driver
-stays free. It needs the embeddings (and the kernel's working copies, about 3x their size) to
-fit one worker's memory, and says so when they do not.
+``mode="exact"`` sends the embeddings to one worker (or, from a Zarr store, has that worker
+read them) and runs the in-process kernel there (:class:`enrich.select.EnrichSelector`): the
+order is the in-process order, and the driver stays free. It needs the embeddings (and the
+kernel's working copies, about 3x their size) to fit one worker's memory, and says so when
+they do not.
 
 ``mode="sharded"`` is exact too, for embeddings larger than one worker: the rows stay on the
 workers in shards, each keeping its shard's running max-similarity vector, and the driver
@@ -53,6 +54,15 @@ def _fit_exact(
     return EnrichSelector(budget=budget, seed=seed).fit(X, initial=initial).result_
 
 
+def _fit_exact_store(
+    source: Any, initial: InitialSpec, budget: int | None, seed: int | None
+) -> RankResult:
+    """Worker task: read and check the whole store here, then the in-process selector."""
+    from enrich.distributed._rows import read_checked
+
+    return _fit_exact(read_checked(source, 0, source.n), initial, budget, seed)
+
+
 def _shard_picks(X: np.ndarray, rows: np.ndarray, init: np.ndarray, k: int) -> np.ndarray:
     """Worker task: greedy max-min on one shard's rows, seeded with the initial images.
 
@@ -84,18 +94,23 @@ def _covering_part(
 
 
 def _exact_with_retries(
-    client: Client, Xv: np.ndarray, initial: InitialSpec, budget: int | None, seed: int | None
+    client: Client, Xv: Any, initial: InitialSpec, budget: int | None, seed: int | None
 ) -> tuple[RankResult, int]:
     """Mode "exact": the selector on one worker. A worker lost mid-run takes the scattered
     embeddings with it, so Dask cannot rerun the task alone: send them again and rerun (the
     result is a pure function of its inputs), up to ``MAX_RECOVERIES`` times."""
+    from enrich.distributed._rows import StoreRows
     from enrich.distributed.sharded import MAX_RECOVERIES, _lost
 
     lost = 0
     while True:
         try:
-            [data] = client.scatter([Xv], hash=False)
-            result = client.submit(_fit_exact, data, initial, budget, seed, pure=False).result()
+            if isinstance(Xv, StoreRows):  # the worker reads the store itself
+                task: Any = client.submit(_fit_exact_store, Xv, initial, budget, seed, pure=False)
+            else:
+                [data] = client.scatter([Xv], hash=False)
+                task = client.submit(_fit_exact, data, initial, budget, seed, pure=False)
+            result = task.result()
             return result, lost
         except Exception as exc:
             if not _lost(exc):
@@ -206,7 +221,10 @@ def rank(
     ----------
     X : array-like of shape (n_images, n_dims)
         For "sharded", also a lazy array such as a ``zarr.Array``: each worker then reads
-        its own rows, and the driver never holds them.
+        its own rows, and the driver never holds them. An embeddings store
+        (:class:`enrich.distributed._rows.StoreRows`, what the CLI passes for a Zarr input)
+        is read by the workers in "sharded" and "exact" (one worker reads it all) and
+        checked there, bad rows named by their ids; "composable" reads it here.
     client : distributed.Client
     mode : {"exact", "sharded", "composable"}
         "exact": the in-process order, computed on one worker. "sharded": the in-process
@@ -237,15 +255,22 @@ def rank(
         return _rank_sharded(
             X, client, initial, budget, seed, n_shards or workers, progress, candidates, workers
         )
-    Xv = check_vectors(X)
+    from enrich.distributed._rows import StoreRows, read_checked
+
+    if isinstance(X, StoreRows) and mode == "exact":
+        Xv: Any = X  # one worker reads and checks it: the driver never holds the rows
+        nbytes = 4 * X.n * X.d
+    else:
+        Xv = read_checked(X, 0, X.n) if isinstance(X, StoreRows) else check_vectors(X)
+        nbytes = Xv.nbytes
     if mode == "exact":
-        need = _EXACT_MEMORY_FACTOR * Xv.nbytes
+        need = _EXACT_MEMORY_FACTOR * nbytes
         limits = [w.get("memory_limit") or 0 for w in client.scheduler_info()["workers"].values()]
         biggest = max(limits, default=0)
         if biggest and need > biggest:
             raise EnrichError(
                 f"exact ranking needs about {need / 2**30:.1f} GiB on one worker "
-                f"({len(Xv):,} x {Xv.shape[1]} float32), but the largest worker has "
+                f"({Xv.shape[0]:,} x {Xv.shape[1]} float32), but the largest worker has "
                 f"{biggest / 2**30:.1f} GiB; give workers more memory, or use --mode sharded "
                 "(the same exact order, the rows spread over the workers)"
             )

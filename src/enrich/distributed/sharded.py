@@ -222,9 +222,11 @@ class Shard:
 
     Parameters
     ----------
-    source : array-like, optional
-        A lazy (e.g. Zarr) array of all the rows: the worker reads its own, ``source[start:
-        stop]``, and builds the shard at once. None: the rows come through :meth:`put`.
+    source : array-like or StoreRows, optional
+        A lazy (e.g. Zarr) array of all the rows, or an embeddings store
+        (:class:`enrich.distributed._rows.StoreRows`, whose bad rows are named by their ids):
+        the worker reads its own, ``source[start:stop]``, and builds the shard at once.
+        None: the rows come through :meth:`put`.
     start, stop : int
         The shard's global row range.
     n_dims : int
@@ -248,10 +250,16 @@ class Shard:
         self.piece_rows = piece_rows
         self.raw = np.empty((stop - start, n_dims), dtype=np.float32)
         if source is not None:
+            from enrich.distributed._rows import StoreRows, read_checked
+
             a = start
             while a < stop:
                 b = min(stop, a + piece_rows)
                 b = stop if stop - b == 1 else b  # no 1-row piece (unless the shard is one row)
+                if isinstance(source, StoreRows):  # checked here, bad rows named by their ids
+                    self.put(a, read_checked(source, a, b))
+                    a = b
+                    continue
                 block = np.asarray(source[a:b])
                 twice = np.concatenate([block, block]) if b - a == 1 else block  # N >= 2 check
                 ids = np.arange(a, a + len(twice)) if b - a > 1 else np.array([a, a])
@@ -642,9 +650,10 @@ def rank_sharded(
 
     Parameters
     ----------
-    X : ndarray of shape (n_images, n_dims), or a lazy array (e.g. ``zarr.Array``)
+    X : ndarray of shape (n_images, n_dims), or a lazy array (e.g. ``zarr.Array``, or a
+        :class:`~enrich.distributed._rows.StoreRows`)
         A numpy array is validated by the caller and scattered shard by shard; a lazy array
-        is read by the workers, each its own rows.
+        is read (and validated) by the workers, each its own rows.
     init : ndarray of shape (n_initial,), int64
         The seed set (validated).
     k : int

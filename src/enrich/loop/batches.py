@@ -207,6 +207,7 @@ def next_batch(
     close: list[int] | None = None,
     now: str | None = None,
     ranker: Ranker | None = None,
+    embeddings: Any = None,
 ) -> Batch:
     """Pick, record and return the next batch.
 
@@ -236,6 +237,10 @@ def next_batch(
         in-process ENRICH selector, e.g. :func:`enrich.distributed.rank.rank` bound to a Dask
         client. It must give the in-process order: it is not recorded, so the batch record
         (and a repeated request) is the same whichever engine ranked.
+    embeddings : StoreInput, optional
+        The workspace's Zarr store opened for the `ranker`'s workers
+        (:func:`enrich.distributed._rows.open_store_input`): ids, lazy rows and the stored
+        fingerprint, in place of loading ``ws.embeddings()``; needs a `ranker`.
 
     Returns
     -------
@@ -257,8 +262,10 @@ def next_batch(
         raise EnrichError("until_similarity needs --strategy enrich (its picks carry similarity)")
     if ranker is not None and strategy != "enrich":
         raise EnrichError(f"--engine dask runs --strategy enrich, not {strategy!r}")
+    if embeddings is not None and ranker is None:
+        raise EnrichError("embeddings opened for Dask workers need a ranker that runs there")
     manifest = ws.manifest()
-    emb = ws.embeddings()
+    emb = ws.embeddings() if embeddings is None else embeddings
     known = set(emb.ids.tolist())
     labeled_set = set(labeled or []) | set(labeled_in_manifest(manifest))
     unknown = sorted(labeled_set - known)
@@ -345,7 +352,9 @@ def next_batch(
         "n_handed_out_open": len(handed_out),
         "open_batches": [b.number for b in open_batches],
         "closed": close,
-        "embeddings_fingerprint": fingerprint(emb.vectors, emb.ids),
+        "embeddings_fingerprint": fingerprint(emb.vectors, emb.ids)
+        if embeddings is None
+        else embeddings.fingerprint,
         "stopped_at_similarity": until_similarity if len(ids) < budget else None,
         "coverage": cover,
         "ids": ids,

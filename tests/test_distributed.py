@@ -292,7 +292,8 @@ def test_real_slurm_gives_the_local_redundancy_and_order(tmp_path: Path) -> None
     cfg = _write(
         tmp_path,
         f"queue: {os.environ.get('ENRICH_SLURM_QUEUE', 'debug')}\ncores: 1\nprocesses: 1\n"
-        "memory: 2GB\nwalltime: '00:10:00'\njobs: 2\nstart_timeout: 120\n",
+        "memory: 2GB\nwalltime: '00:10:00'\njobs: 2\nstart_timeout: 120\n"
+        f"log_directory: {tmp_path / 'slurm-logs'}\n",  # SLURM's job logs, not in the cwd
     )
     slurm = ["--engine", "dask", "--scheduler", f"slurm:{cfg}"]
     runs = {

@@ -20,6 +20,10 @@ sampled every 20 ms on the driver and, through ``client.run``, on each worker):
 
     python benchmarks/bench_dask.py sharded                 # 100k x 128, 10%, 2 workers
     python benchmarks/bench_dask.py sharded --n 1000000
+
+Also ``redundancy``, ``coreset`` (composable coreset vs exact at 1M, with per-worker peak
+memory) and ``embed`` (`enrich embed` on real files, in-process vs 1 and 2 Dask workers): see
+their docs below (``python benchmarks/bench_dask.py SECTION --help``).
 """
 
 from __future__ import annotations
@@ -656,28 +660,34 @@ every run the benchmark checks that the workspace's model carries the shipped mo
 training record (epochs, losses, seconds) and data fingerprint, so no run trained.
 
 Reported per run: wall time of the whole command (start-up, LocalCluster start, reading,
-preprocessing, embedding, writing), images/s over it, and the peak RSS of the driver process
+preprocessing, embedding, writing), images/s over it, the same for embed() alone as
+embeddings.json records it (without Python's and the CLI's start-up; with the LocalCluster's
+start, which happens inside it), and the peak RSS of the driver process
 and of each worker process (the command's child processes started by multiprocessing's
-spawn), sampled every 50 ms with psutil; and the load average (1 min) before and after.
+spawn), sampled every 50 ms with psutil, with each process's lifetime and CPU seconds (user +
+system, at its last sighting); and the load average (1 min) before and after.
 """
 
 
-def _png_folder(npz: Path, out: Path) -> int:
-    """Every image of a MedMNIST npz as out/<split>/<split>_<row>.png; returns the count."""
+def _png_folder(npz: Path, out: Path, copies: int = 1) -> int:
+    """Every image of a MedMNIST npz as out/<copy>/<split>/<split>_<row>.png (`copies` times
+    over, in separate folders); returns the count of files."""
     from PIL import Image
 
     data = np.load(npz)
     n = 0
-    for split in ("train", "val", "test"):
-        key = f"{split}_images"
-        if key not in data.files:
-            continue
-        (out / split).mkdir(parents=True, exist_ok=True)
-        for i, img in enumerate(data[key]):
-            Image.fromarray(np.asarray(img, dtype=np.uint8)).save(
-                out / split / f"{split}_{i:05d}.png"
-            )
-            n += 1
+    for c in range(copies):
+        for split in ("train", "val", "test"):
+            key = f"{split}_images"
+            if key not in data.files:
+                continue
+            folder = out / f"copy{c}" / split
+            folder.mkdir(parents=True, exist_ok=True)
+            for i, img in enumerate(data[key]):
+                Image.fromarray(np.asarray(img, dtype=np.uint8)).save(
+                    folder / f"{split}_{i:05d}.png"
+                )
+                n += 1
     return n
 
 
@@ -693,6 +703,7 @@ def _run_sampled(cmd: list[str], env: dict[str, str], every: float = 0.05) -> di
     peak: dict[int, float] = {}
     kind: dict[int, str] = {}
     seen: dict[int, list[float]] = {}  # first and last sighting
+    busy: dict[int, float] = {}
     while proc.poll() is None:
         try:
             family = [root, *root.children(recursive=True)]
@@ -701,6 +712,7 @@ def _run_sampled(cmd: list[str], env: dict[str, str], every: float = 0.05) -> di
         for p in family:
             try:
                 rss = p.memory_info().rss
+                cpu = p.cpu_times()
                 if p.pid not in kind:
                     line = " ".join(p.cmdline())
                     kind[p.pid] = (
@@ -711,6 +723,7 @@ def _run_sampled(cmd: list[str], env: dict[str, str], every: float = 0.05) -> di
                 continue
             peak[p.pid] = max(peak.get(p.pid, 0.0), rss / 2**20)
             seen.setdefault(p.pid, [time.perf_counter(), 0.0])[1] = time.perf_counter()
+            busy[p.pid] = cpu.user + cpu.system  # CPU seconds so far (last sighting)
         time.sleep(every)
     _, err = proc.communicate()
     sec = time.perf_counter() - t
@@ -721,6 +734,8 @@ def _run_sampled(cmd: list[str], env: dict[str, str], every: float = 0.05) -> di
         "driver_peak_mib": peak.get(proc.pid, float("nan")),
         "worker_peak_mib": [v for k, v in peak.items() if kind.get(k) == "worker"],
         "worker_seconds": [seen[k][1] - seen[k][0] for k in peak if kind.get(k) == "worker"],
+        "worker_cpu_seconds": [busy[k] for k in peak if kind.get(k) == "worker"],
+        "driver_cpu_seconds": busy.get(proc.pid, float("nan")),
         "stderr": err.decode(),
     }
 
@@ -736,6 +751,7 @@ def _same_model(shipped: Path, used: Path) -> bool:
 
 
 def embed_main(argv: list[str]) -> None:
+    import json
     import os
     import shutil
     import tempfile
@@ -749,6 +765,7 @@ def embed_main(argv: list[str]) -> None:
         help="comma-separated: local, dask:N (a LocalCluster of N workers)",
     )
     ap.add_argument("--npz", type=Path, default=root / "data/pneumoniamnist/pneumoniamnist.npz")
+    ap.add_argument("--copies", type=int, default=1, help="xray: write the PNGs K times over")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--tmp", type=Path, help="work folder (default: a temporary one)")
     ap.add_argument("--csv", help="also write the table here")
@@ -763,7 +780,7 @@ def embed_main(argv: list[str]) -> None:
     for name in args.datasets.split(","):
         if name == "xray":
             t = time.perf_counter()
-            n = _png_folder(args.npz, args.tmp / "xray_png")
+            n = _png_folder(args.npz, args.tmp / "xray_png", args.copies)
             print(f"xray: {n:,} PNG files written in {time.perf_counter() - t:.1f}s", flush=True)
             sources[name] = (args.tmp / "xray_png", n, models / "xray", True)
         elif name == "echo":
@@ -786,8 +803,10 @@ def embed_main(argv: list[str]) -> None:
             for rep in range(args.repeats):
                 ws = args.tmp / f"ws_{name}_{engine.replace(':', '')}_{rep}"
                 shutil.rmtree(ws, ignore_errors=True)
-                if seed_ws:
-                    shutil.copytree(model, ws / "model")
+                if seed_ws:  # a workspace holding the shipped model (see EMBED_DOC)
+                    from enrich.workspace import Workspace
+
+                    shutil.copytree(model, Workspace.create(ws).model_dir)
                 cmd = [sys.executable, "-m", "enrich", "embed", str(source), "-w", str(ws),
                        "--model-from", str(model), "--quiet"]  # fmt: skip
                 if engine == "local":
@@ -802,6 +821,9 @@ def embed_main(argv: list[str]) -> None:
                 if not _same_model(model, ws / "model"):
                     raise SystemExit(f"{name} {engine}: a model was trained, not reused")
                 workers = r["worker_peak_mib"]
+                info = json.loads((ws / "embeddings.json").read_text())
+                if info.get("n_new") != n or not info.get("model_reused"):
+                    raise SystemExit(f"{name} {engine}: {info.get('n_new')} embedded, not {n}")
                 row = {
                     "dataset": name,
                     "images": n,
@@ -809,16 +831,27 @@ def embed_main(argv: list[str]) -> None:
                     "repeat": rep,
                     "seconds": r["seconds"],
                     "images_per_second": n / r["seconds"],
+                    # embed()'s own time as embeddings.json records it: discovery, the
+                    # cluster's start, reading, embedding, writing (not Python's start-up)
+                    "embed_seconds": info["seconds"],
+                    "embed_images_per_second": n / info["seconds"],
+                    "threads": info.get("threads"),
                     "driver_peak_mib": r["driver_peak_mib"],
                     "worker_peak_mib": " / ".join(f"{w:,.0f}" for w in workers) or "-",
                     "worker_alive_seconds": " / ".join(f"{w:.1f}" for w in r["worker_seconds"]),
+                    "worker_cpu_seconds": " / ".join(f"{w:.1f}" for w in r["worker_cpu_seconds"]),
+                    "driver_cpu_seconds": r["driver_cpu_seconds"],
                     "load_before": load0,
                     "load_after": load1,
                 }
                 rows.append(row)
                 print(f"{name} {engine}: {r['seconds']:.1f}s, {row['images_per_second']:,.0f} "
-                      f"img/s, driver {row['driver_peak_mib']:,.0f} MiB, workers "
-                      f"{row['worker_peak_mib']} MiB (alive {row['worker_alive_seconds']} s), "
+                      f"img/s (embed() {info['seconds']:.1f}s, "
+                      f"{row['embed_images_per_second']:,.0f} img/s), "
+                      f"driver {row['driver_peak_mib']:,.0f} MiB, workers "
+                      f"{row['worker_peak_mib']} MiB (alive {row['worker_alive_seconds']} s, CPU "
+                      f"{row['worker_cpu_seconds']} s; "
+                      f"driver CPU {r['driver_cpu_seconds']:.1f} s), "
                       f"load {load0:.1f} -> {load1:.1f}",
                       flush=True)  # fmt: skip
                 shutil.rmtree(ws, ignore_errors=True)

@@ -27,6 +27,10 @@ read by the workers from the store, and, given ``--before-src``, the earlier cod
 them in the driver; it checks that every run writes the same ``order.csv``:
 
     python benchmarks/bench_dask.py cli --n 1000000 --before-src /tmp/before/src
+
+Also ``redundancy``, ``coreset`` (composable coreset vs exact at 1M, with per-worker peak
+memory) and ``embed`` (`enrich embed` on real files, in-process vs 1 and 2 Dask workers): see
+their docs below (``python benchmarks/bench_dask.py SECTION --help``).
 """
 
 from __future__ import annotations
@@ -604,8 +608,378 @@ def redundancy_main(argv: list[str]) -> None:
         tmp.cleanup()
 
 
+# --------------------------------------------------------------------------- coreset
+CORESET_DOC = """Composable coreset vs exact ENRICH at scale: radius ratio, time, peak memory.
+
+    python benchmarks/bench_dask.py coreset                  # 1M x 128, 10%, 2 workers
+    python benchmarks/bench_dask.py coreset --n 300000 --csv out.csv
+
+The exact order is made in-process (k + 1 picks: the last pick's max similarity is the
+covering similarity of the first k); the composable coreset (`mode="composable"`: greedy on
+each worker's shard, then greedy on the union of the shards' picks) on a LocalCluster of
+--workers single-threaded workers, with its covering radius measured by the shipped O(N·k·d)
+pass on the workers (timed apart). Peak RSS is sampled every 20 ms in the driver and in each
+worker (as the ``sharded`` section).
+"""
+
+
+def coreset_main(argv: list[str]) -> None:
+    import os
+
+    from distributed import Client, LocalCluster
+
+    import enrich.distributed.rank as dask_rank
+    from enrich.select import rank
+
+    ap = argparse.ArgumentParser(description=CORESET_DOC.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--fraction", type=float, default=0.1, help="share of images to pick")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--csv", help="also write the table here")
+    args = ap.parse_args(argv)
+
+    def radius(sim: float) -> float:
+        return float(np.sqrt(max(0.0, 2.0 - 2.0 * sim)))
+
+    driver = _PeakRSS()
+    t = time.perf_counter()
+    X = clustered(args.n, args.dim, seed=args.seed)
+    k = max(1, round(args.fraction * args.n))
+    print(f"data: {args.n:,} x {args.dim} clustered ({X.nbytes / 2**20:,.0f} MiB), "
+          f"{time.perf_counter() - t:.1f}s; {k:,} picks; load average "
+          f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)  # fmt: skip
+    rank(X[:5000], initial=1, budget=50, seed=0)  # numba loads its kernels once, untimed
+    driver.reset()
+    t = time.perf_counter()
+    exact = rank(X, initial=1, budget=k + 1, seed=args.seed)
+    sec = time.perf_counter() - t
+    exact_sim = float(exact.max_similarity[-1])
+    rows = [
+        {
+            "method": "exact, in-process",
+            "seconds": sec,
+            "covering_similarity": exact_sim,
+            "covering_radius": radius(exact_sim),
+            "driver_peak_mib": driver.reset() / 2**20,
+        }
+    ]
+    print(f"exact in-process: {sec:.1f}s, radius {radius(exact_sim):.4f}", flush=True)
+
+    # the covering pass is part of the composable mode (it reports its radius): timed apart
+    cover_seconds: list[float] = []
+    shipped_covering = dask_rank.covering
+
+    def timed_covering(*a: object, **kw: object) -> dict:
+        t0 = time.perf_counter()
+        out = shipped_covering(*a, **kw)  # type: ignore[arg-type]
+        cover_seconds.append(time.perf_counter() - t0)
+        return out
+
+    with (
+        LocalCluster(
+            n_workers=args.workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+            memory_limit=0,  # measure, do not spill or pause
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        # warm-up: numba compiles (or loads its cache) in each worker, not in the timing
+        dask_rank.rank(X[:20000], client, mode="composable", initial=1, budget=500, seed=0)
+        idle = client.run(_worker_peak_start)
+        print("workers before ranking (MiB): "
+              + " / ".join(f"{p / 2**20:,.0f}" for p in idle.values()), flush=True)  # fmt: skip
+        client.run(_worker_peak_start)
+        driver.reset()
+        dask_rank.covering = timed_covering  # type: ignore[assignment]
+        try:
+            t = time.perf_counter()
+            core = dask_rank.rank(X, client, mode="composable", initial=1, budget=k, seed=args.seed)
+            sec = time.perf_counter() - t
+        finally:
+            dask_rank.covering = shipped_covering
+        peaks = client.run(_worker_peak_start)
+    info = core.info or {}
+    sim = float(info["covering_similarity"])
+    rows.append(
+        {
+            "method": f"composable coreset ({info['n_shards']} shards, "
+            f"{info['coreset_size']:,} in the union)",
+            "seconds": sec,
+            "seconds_covering_pass": cover_seconds[-1],
+            "covering_similarity": sim,
+            "covering_radius": radius(sim),
+            "driver_peak_mib": driver.reset() / 2**20,
+            "worker_peak_mib": " / ".join(f"{p / 2**20:,.0f}" for p in peaks.values()),
+        }
+    )
+    r0 = rows[0]["covering_radius"]
+    print(f"\n{args.n:,} x {args.dim}, {k:,} picks ({args.fraction:.0%}), {args.workers} workers; "
+          f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")  # fmt: skip
+    print(f"{'method':48s} {'seconds':>8s} {'of which radius':>15s} {'radius':>7s} "
+          f"{'ratio':>6s} {'driver MiB':>10s} {'worker MiB':>14s}")  # fmt: skip
+    for r in rows:
+        r["radius_ratio_to_exact"] = r["covering_radius"] / r0 if r0 > 0 else float("nan")
+        cov = r.get("seconds_covering_pass")
+        print(
+            f"{r['method']:48s} {r['seconds']:8.1f} {'-' if cov is None else f'{cov:.1f}':>15s} "
+            f"{r['covering_radius']:7.4f} {r['radius_ratio_to_exact']:6.2f} "
+            f"{r['driver_peak_mib']:10,.0f} {r.get('worker_peak_mib', '-'):>14s}"
+        )
+    if args.csv:
+        import pandas as pd
+
+        table = pd.DataFrame(rows).assign(n=args.n, dim=args.dim, picks=k, workers=args.workers)
+        table.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+
+
+# --------------------------------------------------------------------------- embed
+EMBED_DOC = """Embedding throughput on real files: in-process vs Dask with 1 and 2 workers.
+
+    python benchmarks/bench_dask.py embed                    # X-ray PNGs and the echo clip
+    python benchmarks/bench_dask.py embed --datasets xray --repeats 2 --csv out.csv
+
+Runs `enrich embed` as a user would (one process per run, a fresh workspace each time) with
+the in-process engine and `--engine dask --scheduler local:N`, on
+
+- xray: every PneumoniaMNIST image of data/pneumoniamnist/pneumoniamnist.npz (5,856, all
+  splits) written out first as a folder of PNG files (one sub-folder per split), so the
+  workers read and decode real image files;
+- echo: pydicom-data's color3d_jpeg_baseline.dcm, a real multi-frame JPEG DICOM cine clip
+  (120 frames).
+
+Nothing is trained: each run reuses a shipped model (data/demo_models/). The echo clip is the
+data its model was trained on, so ``--model-from`` passes its data-fingerprint check; the PNG
+folder's image ids (file names) differ from the npz rows the X-ray model was trained on, so
+its check would fail and train: the model is put in the fresh workspace's model/ instead (the
+workspace's own model is reused when its embedder, options and preprocessing match). After
+every run the benchmark checks that the workspace's model carries the shipped model's
+training record (epochs, losses, seconds) and data fingerprint, so no run trained.
+
+Reported per run: wall time of the whole command (start-up, LocalCluster start, reading,
+preprocessing, embedding, writing), images/s over it, the same for embed() alone as
+embeddings.json records it (without Python's and the CLI's start-up; with the LocalCluster's
+start, which happens inside it), and the peak RSS of the driver process
+and of each worker process (the command's child processes started by multiprocessing's
+spawn), sampled every 50 ms with psutil, with each process's lifetime and CPU seconds (user +
+system, at its last sighting); and the load average (1 min) before and after.
+"""
+
+
+def _png_folder(npz: Path, out: Path, copies: int = 1) -> int:
+    """Every image of a MedMNIST npz as out/<copy>/<split>/<split>_<row>.png (`copies` times
+    over, in separate folders); returns the count of files."""
+    from PIL import Image
+
+    data = np.load(npz)
+    n = 0
+    for c in range(copies):
+        for split in ("train", "val", "test"):
+            key = f"{split}_images"
+            if key not in data.files:
+                continue
+            folder = out / f"copy{c}" / split
+            folder.mkdir(parents=True, exist_ok=True)
+            for i, img in enumerate(data[key]):
+                Image.fromarray(np.asarray(img, dtype=np.uint8)).save(
+                    folder / f"{split}_{i:05d}.png"
+                )
+                n += 1
+    return n
+
+
+def _run_sampled(cmd: list[str], env: dict[str, str], every: float = 0.05) -> dict:
+    """Run `cmd`; the wall time and the peak RSS of it and of each spawned child process."""
+    import subprocess
+
+    import psutil
+
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    root = psutil.Process(proc.pid)
+    peak: dict[int, float] = {}
+    kind: dict[int, str] = {}
+    seen: dict[int, list[float]] = {}  # first and last sighting
+    busy: dict[int, float] = {}
+    while proc.poll() is None:
+        try:
+            family = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            break
+        for p in family:
+            try:
+                rss = p.memory_info().rss
+                cpu = p.cpu_times()
+                if p.pid not in kind:
+                    line = " ".join(p.cmdline())
+                    kind[p.pid] = (
+                        "driver" if p.pid == proc.pid else
+                        "worker" if "spawn_main" in line else "other"
+                    )  # fmt: skip
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            peak[p.pid] = max(peak.get(p.pid, 0.0), rss / 2**20)
+            seen.setdefault(p.pid, [time.perf_counter(), 0.0])[1] = time.perf_counter()
+            busy[p.pid] = cpu.user + cpu.system  # CPU seconds so far (last sighting)
+        time.sleep(every)
+    _, err = proc.communicate()
+    sec = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {err.decode()[-2000:]}")
+    return {
+        "seconds": sec,
+        "driver_peak_mib": peak.get(proc.pid, float("nan")),
+        "worker_peak_mib": [v for k, v in peak.items() if kind.get(k) == "worker"],
+        "worker_seconds": [seen[k][1] - seen[k][0] for k in peak if kind.get(k) == "worker"],
+        "worker_cpu_seconds": [busy[k] for k in peak if kind.get(k) == "worker"],
+        "driver_cpu_seconds": busy.get(proc.pid, float("nan")),
+        "stderr": err.decode(),
+    }
+
+
+def _same_model(shipped: Path, used: Path) -> bool:
+    """Whether the workspace's model is the shipped one (its training record and data
+    fingerprint: `--model-from` saves the model again, so the weights file is rewritten)."""
+    import json
+
+    a, b = (json.loads((p / "config.json").read_text()) for p in (shipped, used))
+    keys = ("fit", "data_fingerprint", "params")
+    return all(a.get(k) == b.get(k) for k in keys) and a.get("fit") is not None
+
+
+def embed_main(argv: list[str]) -> None:
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    ap = argparse.ArgumentParser(description=EMBED_DOC.split("\n\n")[0])
+    root = HERE.parent
+    ap.add_argument("--datasets", default="xray,echo", help="comma-separated: xray, echo")
+    ap.add_argument(
+        "--engines",
+        default="local,dask:1,dask:2",
+        help="comma-separated: local, dask:N (a LocalCluster of N workers)",
+    )
+    ap.add_argument("--npz", type=Path, default=root / "data/pneumoniamnist/pneumoniamnist.npz")
+    ap.add_argument("--copies", type=int, default=1, help="xray: write the PNGs K times over")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--tmp", type=Path, help="work folder (default: a temporary one)")
+    ap.add_argument("--csv", help="also write the table here")
+    args = ap.parse_args(argv)
+
+    tmp = None
+    if args.tmp is None:
+        tmp = tempfile.TemporaryDirectory(prefix="bench_dask_embed_")
+        args.tmp = Path(tmp.name)
+    models = root / "data" / "demo_models"
+    sources: dict[str, tuple[Path, int, Path, bool]] = {}  # name: (source, n, model, seed ws)
+    for name in args.datasets.split(","):
+        if name == "xray":
+            t = time.perf_counter()
+            n = _png_folder(args.npz, args.tmp / "xray_png", args.copies)
+            print(f"xray: {n:,} PNG files written in {time.perf_counter() - t:.1f}s", flush=True)
+            sources[name] = (args.tmp / "xray_png", n, models / "xray", True)
+        elif name == "echo":
+            from pydicom import dcmread
+            from pydicom.data import get_testdata_file
+
+            path = get_testdata_file("color3d_jpeg_baseline.dcm")
+            if path is None:
+                raise SystemExit("pydicom-data's color3d_jpeg_baseline.dcm is missing")
+            n = int(dcmread(path, stop_before_pixels=True).NumberOfFrames)
+            sources[name] = (Path(str(path)), n, models / "echo", False)
+        else:
+            raise SystemExit(f"unknown dataset {name!r}: expected xray or echo")
+
+    path = [str(root / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))  # this checkout's enrich
+    rows = []
+    for name, (source, n, model, seed_ws) in sources.items():
+        for engine in args.engines.split(","):
+            for rep in range(args.repeats):
+                ws = args.tmp / f"ws_{name}_{engine.replace(':', '')}_{rep}"
+                shutil.rmtree(ws, ignore_errors=True)
+                if seed_ws:  # a workspace holding the shipped model (see EMBED_DOC)
+                    from enrich.workspace import Workspace
+
+                    shutil.copytree(model, Workspace.create(ws).model_dir)
+                cmd = [sys.executable, "-m", "enrich", "embed", str(source), "-w", str(ws),
+                       "--model-from", str(model), "--quiet"]  # fmt: skip
+                if engine == "local":
+                    cmd += ["--engine", "local"]
+                elif engine.startswith("dask:"):
+                    cmd += ["--engine", "dask", "--scheduler", f"local:{engine[5:]}"]
+                else:
+                    raise SystemExit(f"unknown engine {engine!r}: expected local or dask:N")
+                load0 = os.getloadavg()[0]
+                r = _run_sampled(cmd, env)
+                load1 = os.getloadavg()[0]
+                if not _same_model(model, ws / "model"):
+                    raise SystemExit(f"{name} {engine}: a model was trained, not reused")
+                workers = r["worker_peak_mib"]
+                info = json.loads((ws / "embeddings.json").read_text())
+                if info.get("n_new") != n or not info.get("model_reused"):
+                    raise SystemExit(f"{name} {engine}: {info.get('n_new')} embedded, not {n}")
+                row = {
+                    "dataset": name,
+                    "images": n,
+                    "engine": engine,
+                    "repeat": rep,
+                    "seconds": r["seconds"],
+                    "images_per_second": n / r["seconds"],
+                    # embed()'s own time as embeddings.json records it: discovery, the
+                    # cluster's start, reading, embedding, writing (not Python's start-up)
+                    "embed_seconds": info["seconds"],
+                    "embed_images_per_second": n / info["seconds"],
+                    "threads": info.get("threads"),
+                    "driver_peak_mib": r["driver_peak_mib"],
+                    "worker_peak_mib": " / ".join(f"{w:,.0f}" for w in workers) or "-",
+                    "worker_alive_seconds": " / ".join(f"{w:.1f}" for w in r["worker_seconds"]),
+                    "worker_cpu_seconds": " / ".join(f"{w:.1f}" for w in r["worker_cpu_seconds"]),
+                    "driver_cpu_seconds": r["driver_cpu_seconds"],
+                    "load_before": load0,
+                    "load_after": load1,
+                }
+                rows.append(row)
+                print(f"{name} {engine}: {r['seconds']:.1f}s, {row['images_per_second']:,.0f} "
+                      f"img/s (embed() {info['seconds']:.1f}s, "
+                      f"{row['embed_images_per_second']:,.0f} img/s), "
+                      f"driver {row['driver_peak_mib']:,.0f} MiB, workers "
+                      f"{row['worker_peak_mib']} MiB (alive {row['worker_alive_seconds']} s, CPU "
+                      f"{row['worker_cpu_seconds']} s; "
+                      f"driver CPU {r['driver_cpu_seconds']:.1f} s), "
+                      f"load {load0:.1f} -> {load1:.1f}",
+                      flush=True)  # fmt: skip
+                shutil.rmtree(ws, ignore_errors=True)
+
+    print(f"\n{'dataset':8s} {'images':>7s} {'engine':8s} {'seconds':>8s} {'img/s':>7s} "
+          f"{'driver MiB':>10s} {'worker MiB':>14s} {'load':>10s}")  # fmt: skip
+    for r in rows:
+        print(f"{r['dataset']:8s} {r['images']:7,d} {r['engine']:8s} {r['seconds']:8.1f} "
+              f"{r['images_per_second']:7,.0f} {r['driver_peak_mib']:10,.0f} "
+              f"{r['worker_peak_mib']:>14s} "
+              f"{r['load_before']:4.1f}-{r['load_after']:4.1f}")  # fmt: skip
+    if args.csv:
+        import pandas as pd
+
+        pd.DataFrame(rows).to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    if tmp is not None:
+        tmp.cleanup()
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["redundancy"]:
         redundancy_main(sys.argv[2:])
+    elif sys.argv[1:2] == ["coreset"]:
+        coreset_main(sys.argv[2:])
+    elif sys.argv[1:2] == ["embed"]:
+        embed_main(sys.argv[2:])
     else:
         main()

@@ -63,24 +63,25 @@ def _fit_exact_store(
     return _fit_exact(read_checked(source, 0, source.n), initial, budget, seed)
 
 
-def _shard_picks(X: np.ndarray, rows: np.ndarray, init: np.ndarray, k: int) -> np.ndarray:
-    """Worker task: greedy max-min on one shard's rows, seeded with the initial images.
+def _shard_picks(Xs: np.ndarray, n_init: int, k: int) -> np.ndarray:
+    """Worker task: greedy max-min on one shard, seeded with the initial images.
 
-    Returns the global indices of up to `k` picks (fewer if the shard is smaller).
+    `Xs` holds only the initial images' rows, first, then the shard's own rows (the worker
+    never sees the other shards). Returns up to `k` positions in `Xs` (fewer if the shard
+    is smaller); the driver maps them back to image indices.
     """
-    local = np.concatenate([init, rows])  # the initial images first, then the shard's own
-    k = min(k, len(rows))
-    if k == 0:
+    k = min(k, len(Xs) - n_init)
+    if k <= 0:
         return np.empty(0, dtype=np.int64)
-    picks, _ = greedy_order(X[local], np.arange(len(init), dtype=np.int64), k)
-    return local[picks]
+    picks, _ = greedy_order(Xs, np.arange(n_init, dtype=np.int64), k)
+    return picks
 
 
 def _covering_part(
-    X: np.ndarray, rows: np.ndarray, chosen: np.ndarray, block: int = 2048
+    X: np.ndarray, rows: np.ndarray, C: np.ndarray, ids: np.ndarray, block: int = 2048
 ) -> tuple[float, int]:
-    """Worker task: the lowest max-similarity to `chosen` among `rows`, and its index."""
-    C = normalize_rows(X, rows=chosen)  # (k, d)
+    """Worker task: the lowest max-similarity to the chosen unit rows `C` among `X[rows]`,
+    and its image index (``ids``, aligned with `rows`). On a worker `X` is its shard only."""
     worst, arg = np.inf, -1
     for a in range(0, len(rows), block):
         R = normalize_rows(X, rows=rows[a : a + block])  # (b, d)
@@ -89,7 +90,7 @@ def _covering_part(
             np.maximum(best, (R @ C[c : c + 8 * block].T).max(axis=1), out=best)
         i = int(np.argmin(best))
         if best[i] < worst:
-            worst, arg = float(best[i]), int(rows[a + i])
+            worst, arg = float(best[i]), int(ids[a + i])
     return worst, arg
 
 
@@ -172,7 +173,9 @@ def covering(
     Returns ``covering_similarity`` (the lowest, over all images, of the highest cosine
     similarity to a chosen image), ``covering_radius`` (the same as a distance between unit
     vectors, sqrt(2 - 2·similarity), a metric; smaller is better) and the farthest image.
-    With a client the O(N·k·d) pass is mapped over row shards.
+    With a client the O(N·k·d) pass is mapped over row shards: each shard's rows are sent
+    to one worker (never all rows to every worker), with the chosen rows; each task returns
+    its shard's lowest similarity and the driver keeps the lowest.
 
     >>> X = np.array([[1.0, 0], [0.0, 1], [0.6, 0.8]])
     >>> round(covering(X, np.array([0]))["covering_similarity"], 3)
@@ -181,18 +184,25 @@ def covering(
     X = check_vectors(X)
     chosen = np.asarray(chosen, dtype=np.int64)
     rest = np.setdiff1d(np.arange(len(X)), chosen)
+    C = normalize_rows(X, rows=chosen)  # (k, d): the only rows every task shares
     if len(rest) == 0:
         worst, arg = 1.0, -1
     elif client is None:
-        worst, arg = _covering_part(X, rest, chosen)
+        worst, arg = _covering_part(X, rest, C, rest)
     else:
         from enrich.distributed._client import n_workers
 
         shards = np.array_split(rest, min(len(rest), n_shards or n_workers(client)))
-        [data] = client.scatter([X], broadcast=True, hash=False)
+        [c_data] = client.scatter([C], broadcast=True, hash=False)
+        # one scatter per shard: Dask places each on one worker, round-robin
+        data = client.scatter([X[s] for s in shards], hash=False)
         parts = client.gather(
-            [client.submit(_covering_part, data, s, chosen, pure=False) for s in shards]
+            [
+                client.submit(_covering_part, d, np.arange(len(s)), c_data, s, pure=False)
+                for d, s in zip(data, shards, strict=True)
+            ]
         )
+        del data
         worst, arg = min(parts, key=lambda p: (p[0], p[1]))
     sim = min(1.0, worst)
     return {
@@ -295,10 +305,15 @@ def rank(
     rest = np.setdiff1d(np.arange(len(Xv)), init)
     n_shards = max(1, min(n_shards or workers, len(rest)))
     shards = np.array_split(rest, n_shards)  # contiguous row ranges, initial images removed
-    [data] = client.scatter([Xv], broadcast=True, hash=False)
-    shard_picks = client.gather(
-        [client.submit(_shard_picks, data, s, init, k, pure=False) for s in shards]
-    )
+    # each worker gets only its shards' rows (and the initial images'), never all N
+    locals_ = [np.concatenate([init, s]) for s in shards]
+    data = client.scatter([Xv[loc] for loc in locals_], hash=False)
+    futures = [
+        client.submit(_shard_picks, d, len(init), k, pure=False)
+        for d in data  # one future per scattered shard, so the task runs where it lies
+    ]
+    shard_picks = [loc[p] for loc, p in zip(locals_, client.gather(futures), strict=True)]
+    del data, futures
     union = np.concatenate([init, np.sort(np.concatenate(shard_picks))])
     picks, sims = greedy_order(Xv[union], np.arange(len(init), dtype=np.int64), k)
     picks = union[picks]

@@ -352,3 +352,33 @@ def test_a_worker_dying_while_staging_loses_nothing(client, pngs: Path, tmp_path
     np.testing.assert_array_equal(got.ids, ids)
     np.testing.assert_allclose(got.vectors, model.transform(images), rtol=1e-5, atol=1e-6)
     client.wait_for_workers(2, timeout=60)
+
+
+# --------------------------------------------------------------------------- composable
+def test_composable_from_a_store_reads_shards_on_the_workers(
+    client, tmp_path: Path, monkeypatch
+) -> None:
+    # The composable coreset from a Zarr store: each task reads its own shard's rows, the
+    # driver only the union of the picks; the order and radius are those from the array.
+    import enrich.distributed._rows as rows_mod
+    from enrich.distributed.rank import rank as on_dask
+
+    X = clustered(600, 8, seed=4)
+    rows = StoreRows.open(str(store(tmp_path, X)))
+    want = on_dask(X, client, mode="composable", initial=2, budget=25, seed=4, n_shards=3)
+    read: list[tuple[int, int]] = []
+    whole = rows_mod.read_checked
+    monkeypatch.setattr(
+        rows_mod, "read_checked", lambda s, a, b: read.append((a, b)) or whole(s, a, b)
+    )
+    got = on_dask(rows, client, mode="composable", initial=2, budget=25, seed=4, n_shards=3)
+    assert read == []  # the driver read no row range (the workers, in their processes, did)
+    np.testing.assert_array_equal(got.order, want.order)
+    np.testing.assert_array_equal(got.max_similarity, want.max_similarity)
+    assert got.info["covering_similarity"] == want.info["covering_similarity"]
+    assert got.info["coreset_size"] == want.info["coreset_size"]
+    # a bad row is still one line naming it, found by the worker that reads it
+    X[321, 2] = np.inf
+    bad = StoreRows.open(str(store(tmp_path, X, name="bad.zarr")))
+    with pytest.raises(EnrichError, match=r"NaN or inf: ids study_032/img_0321\.png"):
+        on_dask(bad, client, mode="composable", initial=2, budget=25, seed=4, n_shards=3)

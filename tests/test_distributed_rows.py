@@ -382,3 +382,33 @@ def test_composable_from_a_store_reads_shards_on_the_workers(
     bad = StoreRows.open(str(store(tmp_path, X, name="bad.zarr")))
     with pytest.raises(EnrichError, match=r"NaN or inf: ids study_032/img_0321\.png"):
         on_dask(bad, client, mode="composable", initial=2, budget=25, seed=4, n_shards=3)
+
+
+def test_cli_composable_from_a_store_matches_the_npz(client, tmp_path: Path, monkeypatch) -> None:
+    import enrich.distributed._rows as rows_mod
+    from enrich.distributed.store import LazyEmbeddings
+
+    X = clustered(500, 8, seed=8)
+    path = store(tmp_path, X)
+    ids = np.array([f"study_{i // 10:03d}/img_{i:04d}.png" for i in range(len(X))])
+    np.savez(tmp_path / "e.npz", ids=ids, vectors=X)
+    address = client.scheduler.address
+    common = ["--scheduler", address, "--mode", "composable", "--budget", "30", "--seed", "2"]
+    assert (
+        main(["rank", "-e", str(tmp_path / "e.npz"), "-o", str(tmp_path / "npz.csv"), *common]) == 0
+    )
+
+    def refuse(*_a, **_k):
+        raise AssertionError("the driver loaded the store's vectors")
+
+    # the driver reads only the union of the shard picks; the workers read the shards
+    monkeypatch.setattr(LazyEmbeddings, "load", refuse)
+    monkeypatch.setattr(rows_mod, "read_checked", refuse)
+    assert main(["rank", "-e", str(path), "-o", str(tmp_path / "zarr.csv"), *common]) == 0
+    assert (tmp_path / "zarr.csv").read_bytes() == (tmp_path / "npz.csv").read_bytes()
+    side = json.loads((tmp_path / "zarr.json").read_text())
+    assert side["engine"]["mode"] == "composable" and side["engine"]["approximate"] is True
+    assert (
+        side["input_fingerprint"]
+        == json.loads((tmp_path / "npz.json").read_text())["input_fingerprint"]
+    )

@@ -462,6 +462,42 @@ def test_rank_composable_needs_a_budget(client) -> None:
         on_dask(clustered(100, 4, seed=0), client, mode="composable")
 
 
+def test_rank_composable_sends_each_worker_only_its_shard(client, monkeypatch) -> None:
+    # The coreset exists for data larger than one worker: no task may receive all N rows.
+    # Every array sent to the workers is recorded; none may be more than a shard plus the
+    # initial images (or the chosen images, for the radius pass), and nothing is broadcast
+    # but the chosen rows. The order is still greedy per shard, then on the union.
+    from enrich.distributed.rank import rank as on_dask
+    from enrich.select._greedy import greedy_order
+
+    X = clustered(800, 8, seed=5)
+    sent: list[tuple[int, bool]] = []
+    scatter = client.scatter
+
+    def spy(data, *a, **kw):
+        for x in data:
+            if isinstance(x, np.ndarray) and x.ndim == 2:
+                sent.append((len(x), bool(kw.get("broadcast"))))
+        return scatter(data, *a, **kw)
+
+    monkeypatch.setattr(client, "scatter", spy)
+    got = on_dask(X, client, mode="composable", initial=3, budget=20, seed=5, n_shards=4)
+    init = got.order[:3]
+    shard = -(-(800 - 3) // 4)  # the largest shard of the other 797 images
+    assert sent and max(n for n, _ in sent) <= shard + 3, sent
+    assert all(n <= len(got.order) for n, b in sent if b), sent  # only the picks broadcast
+    assert sum(n for n, b in sent if not b) <= 2 * (800 + 4 * 3)  # the two passes, no more
+    # the same order as greedy on each shard (over all rows), then on the union
+    rest = np.setdiff1d(np.arange(800), init)
+    union = [init]
+    for s in np.array_split(rest, 4):
+        loc = np.concatenate([init, s])
+        union.append(loc[greedy_order(X[loc], np.arange(3, dtype=np.int64), 20)[0]])
+    u = np.concatenate([init, np.sort(np.concatenate(union[1:]))])
+    want = u[greedy_order(X[u], np.arange(3, dtype=np.int64), 20)[0]]
+    np.testing.assert_array_equal(got.order[3:], want)
+
+
 # --------------------------------------------------------------------------- the CLI
 def _emb(tmp_path: Path) -> Path:
     X = tie_free(700, 8, seed=5)

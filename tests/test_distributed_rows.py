@@ -352,3 +352,63 @@ def test_a_worker_dying_while_staging_loses_nothing(client, pngs: Path, tmp_path
     np.testing.assert_array_equal(got.ids, ids)
     np.testing.assert_allclose(got.vectors, model.transform(images), rtol=1e-5, atol=1e-6)
     client.wait_for_workers(2, timeout=60)
+
+
+# --------------------------------------------------------------------------- composable
+def test_composable_from_a_store_reads_shards_on_the_workers(
+    client, tmp_path: Path, monkeypatch
+) -> None:
+    # The composable coreset from a Zarr store: each task reads its own shard's rows, the
+    # driver only the union of the picks; the order and radius are those from the array.
+    import enrich.distributed._rows as rows_mod
+    from enrich.distributed.rank import rank as on_dask
+
+    X = clustered(600, 8, seed=4)
+    rows = StoreRows.open(str(store(tmp_path, X)))
+    want = on_dask(X, client, mode="composable", initial=2, budget=25, seed=4, n_shards=3)
+    read: list[tuple[int, int]] = []
+    whole = rows_mod.read_checked
+    monkeypatch.setattr(
+        rows_mod, "read_checked", lambda s, a, b: read.append((a, b)) or whole(s, a, b)
+    )
+    got = on_dask(rows, client, mode="composable", initial=2, budget=25, seed=4, n_shards=3)
+    assert read == []  # the driver read no row range (the workers, in their processes, did)
+    np.testing.assert_array_equal(got.order, want.order)
+    np.testing.assert_array_equal(got.max_similarity, want.max_similarity)
+    assert got.info["covering_similarity"] == want.info["covering_similarity"]
+    assert got.info["coreset_size"] == want.info["coreset_size"]
+    # a bad row is still one line naming it, found by the worker that reads it
+    X[321, 2] = np.inf
+    bad = StoreRows.open(str(store(tmp_path, X, name="bad.zarr")))
+    with pytest.raises(EnrichError, match=r"NaN or inf: ids study_032/img_0321\.png"):
+        on_dask(bad, client, mode="composable", initial=2, budget=25, seed=4, n_shards=3)
+
+
+def test_cli_composable_from_a_store_matches_the_npz(client, tmp_path: Path, monkeypatch) -> None:
+    import enrich.distributed._rows as rows_mod
+    from enrich.distributed.store import LazyEmbeddings
+
+    X = clustered(500, 8, seed=8)
+    path = store(tmp_path, X)
+    ids = np.array([f"study_{i // 10:03d}/img_{i:04d}.png" for i in range(len(X))])
+    np.savez(tmp_path / "e.npz", ids=ids, vectors=X)
+    address = client.scheduler.address
+    common = ["--scheduler", address, "--mode", "composable", "--budget", "30", "--seed", "2"]
+    assert (
+        main(["rank", "-e", str(tmp_path / "e.npz"), "-o", str(tmp_path / "npz.csv"), *common]) == 0
+    )
+
+    def refuse(*_a, **_k):
+        raise AssertionError("the driver loaded the store's vectors")
+
+    # the driver reads only the union of the shard picks; the workers read the shards
+    monkeypatch.setattr(LazyEmbeddings, "load", refuse)
+    monkeypatch.setattr(rows_mod, "read_checked", refuse)
+    assert main(["rank", "-e", str(path), "-o", str(tmp_path / "zarr.csv"), *common]) == 0
+    assert (tmp_path / "zarr.csv").read_bytes() == (tmp_path / "npz.csv").read_bytes()
+    side = json.loads((tmp_path / "zarr.json").read_text())
+    assert side["engine"]["mode"] == "composable" and side["engine"]["approximate"] is True
+    assert (
+        side["input_fingerprint"]
+        == json.loads((tmp_path / "npz.json").read_text())["input_fingerprint"]
+    )

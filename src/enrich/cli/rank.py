@@ -163,9 +163,9 @@ def _run(args: argparse.Namespace, out: Path, sidecar: Path) -> int:
         raise EnrichError(f"--shards {args.shards}: expected a whole number >= 1")
     if scheduler is not None and args.strategy != "enrich":
         raise EnrichError(f"--engine dask runs --strategy enrich, not {args.strategy!r}")
-    # On Dask (exact or sharded), a Zarr store is not loaded: its ids are read here, and the
-    # workers read and check the rows.
-    store = _store_input(args) if scheduler is not None and args.mode != "composable" else None
+    # On Dask, a Zarr store is not loaded: its ids are read here, and the workers read and
+    # check the rows.
+    store = _store_input(args) if scheduler is not None else None
     if store is not None:
         from enrich.workspace import Workspace
 

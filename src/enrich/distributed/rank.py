@@ -63,24 +63,25 @@ def _fit_exact_store(
     return _fit_exact(read_checked(source, 0, source.n), initial, budget, seed)
 
 
-def _shard_picks(X: np.ndarray, rows: np.ndarray, init: np.ndarray, k: int) -> np.ndarray:
-    """Worker task: greedy max-min on one shard's rows, seeded with the initial images.
+def _shard_picks(Xs: np.ndarray, n_init: int, k: int) -> np.ndarray:
+    """Worker task: greedy max-min on one shard, seeded with the initial images.
 
-    Returns the global indices of up to `k` picks (fewer if the shard is smaller).
+    `Xs` holds only the initial images' rows, first, then the shard's own rows (the worker
+    never sees the other shards). Returns up to `k` positions in `Xs` (fewer if the shard
+    is smaller); the driver maps them back to image indices.
     """
-    local = np.concatenate([init, rows])  # the initial images first, then the shard's own
-    k = min(k, len(rows))
-    if k == 0:
+    k = min(k, len(Xs) - n_init)
+    if k <= 0:
         return np.empty(0, dtype=np.int64)
-    picks, _ = greedy_order(X[local], np.arange(len(init), dtype=np.int64), k)
-    return local[picks]
+    picks, _ = greedy_order(Xs, np.arange(n_init, dtype=np.int64), k)
+    return picks
 
 
 def _covering_part(
-    X: np.ndarray, rows: np.ndarray, chosen: np.ndarray, block: int = 2048
+    X: np.ndarray, rows: np.ndarray, C: np.ndarray, ids: np.ndarray, block: int = 2048
 ) -> tuple[float, int]:
-    """Worker task: the lowest max-similarity to `chosen` among `rows`, and its index."""
-    C = normalize_rows(X, rows=chosen)  # (k, d)
+    """Worker task: the lowest max-similarity to the chosen unit rows `C` among `X[rows]`,
+    and its image index (``ids``, aligned with `rows`). On a worker `X` is its shard only."""
     worst, arg = np.inf, -1
     for a in range(0, len(rows), block):
         R = normalize_rows(X, rows=rows[a : a + block])  # (b, d)
@@ -89,8 +90,48 @@ def _covering_part(
             np.maximum(best, (R @ C[c : c + 8 * block].T).max(axis=1), out=best)
         i = int(np.argmin(best))
         if best[i] < worst:
-            worst, arg = float(best[i]), int(rows[a + i])
+            worst, arg = float(best[i]), int(ids[a + i])
     return worst, arg
+
+
+def _read_at(source: Any, idx: np.ndarray) -> np.ndarray:
+    """The stored (not normalised) float32 rows at positions `idx` (any order, repeats
+    allowed), from an array or a store; store rows are checked as the workers check them."""
+    from enrich.distributed._rows import StoreRows, _checked, _group
+
+    idx = np.asarray(idx, dtype=np.int64)
+    if not isinstance(source, StoreRows):
+        return np.ascontiguousarray(source[idx])
+    if len(idx) == 0:
+        return np.empty((0, source.d), dtype=np.float32)
+    uniq, inv = np.unique(idx, return_inverse=True)
+    group = _group(source.path)
+    raw = group["vectors"].get_orthogonal_selection((uniq, slice(None)))
+    ids = lambda: group["ids"].get_orthogonal_selection(uniq)  # noqa: E731
+    return _checked(raw, ids, f"embeddings {source.path}")[inv]
+
+
+def _read_shard(source: Any, rows: np.ndarray) -> np.ndarray:
+    """The stored rows at `rows`, sorted positions within one contiguous range of the store
+    (a shard): the range is read (and checked) once, whole chunks where it can."""
+    from enrich.distributed._rows import read_checked
+
+    if len(rows) == 0:
+        return np.empty((0, source.d), dtype=np.float32)
+    a = int(rows[0])
+    return np.ascontiguousarray(read_checked(source, a, int(rows[-1]) + 1)[rows - a])
+
+
+def _shard_picks_store(source: Any, init: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """Worker task: :func:`_shard_picks` on rows this worker reads from the store itself."""
+    Xs = np.concatenate([_read_at(source, init), _read_shard(source, rows)])
+    return _shard_picks(Xs, len(init), k)
+
+
+def _covering_store(source: Any, rows: np.ndarray, C: np.ndarray) -> tuple[float, int]:
+    """Worker task: :func:`_covering_part` on a shard this worker reads from the store."""
+    Xs = _read_shard(source, rows)
+    return _covering_part(Xs, np.arange(len(rows)), C, rows)
 
 
 def _exact_with_retries(
@@ -172,27 +213,44 @@ def covering(
     Returns ``covering_similarity`` (the lowest, over all images, of the highest cosine
     similarity to a chosen image), ``covering_radius`` (the same as a distance between unit
     vectors, sqrt(2 - 2·similarity), a metric; smaller is better) and the farthest image.
-    With a client the O(N·k·d) pass is mapped over row shards.
+    With a client the O(N·k·d) pass is mapped over row shards: each shard's rows are sent
+    to one worker (never all rows to every worker), with the chosen rows; each task returns
+    its shard's lowest similarity and the driver keeps the lowest.
 
     >>> X = np.array([[1.0, 0], [0.0, 1], [0.6, 0.8]])
     >>> round(covering(X, np.array([0]))["covering_similarity"], 3)
     0.0
     """
-    X = check_vectors(X)
+    from enrich.distributed._rows import StoreRows, read_checked
+
+    if isinstance(X, StoreRows) and client is None:
+        X = read_checked(X, 0, X.n)
+    store = isinstance(X, StoreRows)  # then each task reads its own rows from the store
+    if not store:
+        X = check_vectors(X)
     chosen = np.asarray(chosen, dtype=np.int64)
-    rest = np.setdiff1d(np.arange(len(X)), chosen)
+    rest = np.setdiff1d(np.arange(X.shape[0]), chosen)
+    # (k, d): the only rows every task shares
+    C = normalize_rows(_read_at(X, chosen)) if store else normalize_rows(X, rows=chosen)
     if len(rest) == 0:
         worst, arg = 1.0, -1
     elif client is None:
-        worst, arg = _covering_part(X, rest, chosen)
+        worst, arg = _covering_part(X, rest, C, rest)
     else:
         from enrich.distributed._client import n_workers
 
         shards = np.array_split(rest, min(len(rest), n_shards or n_workers(client)))
-        [data] = client.scatter([X], broadcast=True, hash=False)
-        parts = client.gather(
-            [client.submit(_covering_part, data, s, chosen, pure=False) for s in shards]
-        )
+        [c_data] = client.scatter([C], broadcast=True, hash=False)
+        if store:
+            tasks = [client.submit(_covering_store, X, s, c_data, pure=False) for s in shards]
+        else:  # one scatter per shard: Dask places each on one worker, round-robin
+            data = client.scatter([X[s] for s in shards], hash=False)
+            tasks = [
+                client.submit(_covering_part, d, np.arange(len(s)), c_data, s, pure=False)
+                for d, s in zip(data, shards, strict=True)
+            ]
+        parts = client.gather(tasks)
+        del tasks
         worst, arg = min(parts, key=lambda p: (p[0], p[1]))
     sim = min(1.0, worst)
     return {
@@ -224,7 +282,8 @@ def rank(
         its own rows, and the driver never holds them. An embeddings store
         (:class:`enrich.distributed._rows.StoreRows`, what the CLI passes for a Zarr input)
         is read by the workers in "sharded" and "exact" (one worker reads it all) and
-        checked there, bad rows named by their ids; "composable" reads it here.
+        checked there, bad rows named by their ids; in "composable" each task reads its
+        shard's rows (and the initial images'), the driver only the union of the picks.
     client : distributed.Client
     mode : {"exact", "sharded", "composable"}
         "exact": the in-process order, computed on one worker. "sharded": the in-process
@@ -255,13 +314,15 @@ def rank(
         return _rank_sharded(
             X, client, initial, budget, seed, n_shards or workers, progress, candidates, workers
         )
-    from enrich.distributed._rows import StoreRows, read_checked
+    from enrich.distributed._rows import StoreRows
 
-    if isinstance(X, StoreRows) and mode == "exact":
-        Xv: Any = X  # one worker reads and checks it: the driver never holds the rows
+    if isinstance(X, StoreRows):
+        # exact: one worker reads and checks it; composable: each task its shard's rows.
+        # The driver never holds the rows.
+        Xv: Any = X
         nbytes = 4 * X.n * X.d
     else:
-        Xv = read_checked(X, 0, X.n) if isinstance(X, StoreRows) else check_vectors(X)
+        Xv = check_vectors(X)
         nbytes = Xv.nbytes
     if mode == "exact":
         need = _EXACT_MEMORY_FACTOR * nbytes
@@ -285,22 +346,32 @@ def rank(
         )
 
     rng = np.random.default_rng(seed)
-    init = resolve_initial(initial, len(Xv), rng)
+    n = int(Xv.shape[0])
+    init = resolve_initial(initial, n, rng)
     if budget is None:
         raise EnrichError(
             "--mode composable needs a --budget: it picks a subset (e.g. 10% of the images), "
             "it does not rank them all"
         )
-    k = resolve_budget(budget, len(Xv), len(init))
-    rest = np.setdiff1d(np.arange(len(Xv)), init)
+    k = resolve_budget(budget, n, len(init))
+    rest = np.setdiff1d(np.arange(n), init)
     n_shards = max(1, min(n_shards or workers, len(rest)))
     shards = np.array_split(rest, n_shards)  # contiguous row ranges, initial images removed
-    [data] = client.scatter([Xv], broadcast=True, hash=False)
-    shard_picks = client.gather(
-        [client.submit(_shard_picks, data, s, init, k, pure=False) for s in shards]
-    )
+    # each worker gets only its shards' rows (and the initial images'), never all N
+    locals_ = [np.concatenate([init, s]) for s in shards]
+    if isinstance(Xv, StoreRows):  # each task reads its shard (and the initial rows)
+        futures = [client.submit(_shard_picks_store, Xv, init, s, k, pure=False) for s in shards]
+    else:
+        data = client.scatter([Xv[loc] for loc in locals_], hash=False)
+        futures = [
+            client.submit(_shard_picks, d, len(init), k, pure=False)
+            for d in data  # one future per scattered shard, so the task runs where it lies
+        ]
+        del data
+    shard_picks = [loc[p] for loc, p in zip(locals_, client.gather(futures), strict=True)]
+    del futures
     union = np.concatenate([init, np.sort(np.concatenate(shard_picks))])
-    picks, sims = greedy_order(Xv[union], np.arange(len(init), dtype=np.int64), k)
+    picks, sims = greedy_order(_read_at(Xv, union), np.arange(len(init), dtype=np.int64), k)
     picks = union[picks]
     order = np.concatenate([init, picks])
     cover = covering(Xv, order, client, n_shards=n_shards)

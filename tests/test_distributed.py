@@ -29,25 +29,6 @@ from _reference import unit64
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def client():
-    import logging
-
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.ERROR,
-        ) as cluster,
-        Client(cluster) as c,
-    ):
-        yield c
-
-
 def tie_free(n: int, d: int, seed: int) -> np.ndarray:
     # Clustered data with no two images at exactly the same angle: the results compared here
     # must not hinge on how float32 rounding breaks an exact tie.

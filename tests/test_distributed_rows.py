@@ -6,7 +6,6 @@ All on a real 2-worker LocalCluster; the results must be the in-process engine's
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -25,23 +24,6 @@ from enrich.redundancy import redundancy
 from enrich.similarity import cosine_at, normalize_rows, row_sqnorms
 
 from _data import clustered
-
-
-@pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.ERROR,
-        ) as cluster,
-        Client(cluster) as c,
-    ):
-        yield c
 
 
 def data(n: int = 700, d: int = 12, seed: int = 3) -> np.ndarray:

@@ -22,25 +22,6 @@ from _data import clustered
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def client():
-    import logging
-
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.ERROR,
-        ) as cluster,
-        Client(cluster) as c,
-    ):
-        yield c
-
-
 def with_ties(n: int, d: int, seed: int) -> np.ndarray:
     """Clustered rows plus exact copies (same angle: reference cosine exactly 1.0), scaled
     copies, and near-copies whose cosines differ from a copy's far below float32 resolution

@@ -200,7 +200,7 @@ def subset_diversity(name: str) -> Any:
     """
     import pandas as pd
 
-    from enrich.evaluate.diversity import similarity_diversity
+    from enrich.evaluate.diversity import subset_diversity as diversity_of_subsets
     from enrich.workspace import Workspace
 
     study = load_study(name)
@@ -208,24 +208,11 @@ def subset_diversity(name: str) -> Any:
     subsets_path = WORK / "runs" / name / "subsets.parquet"
     if not ws_path.exists() or not subsets_path.exists():
         return None
-    emb = Workspace.open(ws_path).embeddings()
-    subsets = pd.read_parquet(subsets_path)
-    subsets = subsets.loc[subsets["strategy"] != "full"]
-    rows = []
-    for (strategy, init, size), g in subsets.groupby(["strategy", "init", "size"], sort=True):
-        if len(g) > MAX_DIVERSITY_IMAGES:
-            continue
-        X = emb.vectors[emb.index_of(g["id"].astype(str).to_numpy())]
-        rows.append(
-            {
-                "strategy": strategy,
-                "init": int(init),
-                "size": int(size),
-                "images": len(g),
-                "diversity": similarity_diversity(X, q=1.0),
-            }
-        )
-    return pd.DataFrame(rows, columns=["strategy", "init", "size", "images", "diversity"])
+    return diversity_of_subsets(
+        pd.read_parquet(subsets_path),
+        Workspace.open(ws_path).embeddings(),
+        max_images=MAX_DIVERSITY_IMAGES,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,10 +22,14 @@ against it); this implementation sums Z in row blocks, so it never holds the n �
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-__all__ = ["similarity_diversity"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["similarity_diversity", "subset_diversity"]
 
 # Elements of one (block × n) similarity tile: 16 M float32 = 64 MB.
 _TILE = 1 << 24
@@ -78,3 +82,50 @@ def similarity_diversity(X: np.ndarray, *, q: float = 1.0) -> float:
     if math.isinf(q):
         return float(1.0 / zp.max())
     return float(np.mean(zp ** (q - 1.0)) ** (1.0 / (1.0 - q)))
+
+
+def subset_diversity(
+    subsets: pd.DataFrame,
+    embeddings: Any,
+    *,
+    q: float = 1.0,
+    max_images: int | None = None,
+) -> pd.DataFrame:
+    """The diversity of every subset a benchmark selected (``subsets.parquet`` of a run).
+
+    Parameters
+    ----------
+    subsets : DataFrame
+        ``strategy, init, size, id`` rows, one per selected image; the ``full`` reference
+        is left out.
+    embeddings : enrich.embeddings.Embeddings
+        The vectors the strategies saw (``vectors`` and ``index_of``).
+    q : float
+        Order of :func:`similarity_diversity`.
+    max_images : int, optional
+        Subsets larger than this are left out (n² similarities each).
+
+    Returns
+    -------
+    DataFrame
+        ``strategy, init, size, images, diversity``, one row per subset.
+    """
+    import pandas as pd
+
+    rows = []
+    chosen = subsets.loc[subsets["strategy"] != "full"]
+    for key, g in chosen.groupby(["strategy", "init", "size"], sort=True):
+        strategy, init, size = cast(tuple[Any, Any, Any], key)
+        if max_images is not None and len(g) > max_images:
+            continue
+        X = embeddings.vectors[embeddings.index_of(g["id"].astype(str).to_numpy())]
+        rows.append(
+            {
+                "strategy": str(strategy),
+                "init": int(init),
+                "size": int(size),
+                "images": len(g),
+                "diversity": similarity_diversity(X, q=q),
+            }
+        )
+    return pd.DataFrame(rows, columns=["strategy", "init", "size", "images", "diversity"])

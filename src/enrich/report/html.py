@@ -30,7 +30,7 @@ import platform
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -858,10 +858,9 @@ def _diversity(
     metric."""
     from scipy.stats import spearmanr
 
-    from enrich.evaluate.diversity import similarity_diversity
+    from enrich.evaluate.diversity import subset_diversity
 
     assert run.subsets is not None
-    emb = ws.embeddings()
     subsets = run.subsets.loc[run.subsets["strategy"] != S.FULL]
     if subsets.empty:
         return None
@@ -871,10 +870,11 @@ def _diversity(
             "computes inline"
         )
     values: dict[tuple[str, int], list[float]] = {}
-    for key, g in subsets.groupby(["strategy", "init", "size"], sort=False):
-        name, _, size = cast(tuple[Any, Any, Any], key)
-        X = emb.vectors[emb.index_of(g["id"].astype(str).to_numpy())]
-        values.setdefault((str(name), int(size)), []).append(similarity_diversity(X, q=q))
+    div = subset_diversity(subsets, ws.embeddings(), q=q)
+    for name, size, value in zip(
+        div["strategy"].tolist(), div["size"].tolist(), div["diversity"].tolist(), strict=True
+    ):
+        values.setdefault((str(name), int(size)), []).append(float(value))
     sizes = [int(h["size"].replace(",", "")) for h in table["header"]]
     order = list(dict.fromkeys(r["key"] for r in table["rows"]))
     for name in order:

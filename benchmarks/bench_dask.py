@@ -36,10 +36,13 @@ their docs below (``python benchmarks/bench_dask.py SECTION --help``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,6 +78,27 @@ class _PeakRSS:
         return peak
 
 
+@contextlib.contextmanager
+def _local_client(workers: int, *, measure: bool = False) -> Iterator[Any]:
+    """A client on a LocalCluster of `workers` single-threaded processes; `measure` turns
+    off Dask's memory limit (no spilling or pausing while memory is measured)."""
+    from distributed import Client, LocalCluster
+
+    extra = {"memory_limit": 0} if measure else {}
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+            **extra,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
 def _worker_peak_start(dask_worker=None) -> int:  # runs on a worker via client.run
     if not hasattr(dask_worker, "_enrich_peak"):
         dask_worker._enrich_peak = _PeakRSS()
@@ -82,7 +106,6 @@ def _worker_peak_start(dask_worker=None) -> int:  # runs on a worker via client.
 
 
 def sharded_main(argv: list[str]) -> None:
-    from distributed import Client, LocalCluster
 
     from enrich.distributed.rank import rank as rank_on_dask
     from enrich.select import rank
@@ -113,17 +136,7 @@ def sharded_main(argv: list[str]) -> None:
     rows.append({"method": "in-process", "seconds": sec, "driver_peak_mib": driver.reset() / 2**20})
     print(f"in-process: {sec:.1f}s", flush=True)
 
-    with (
-        LocalCluster(
-            n_workers=args.workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.ERROR,
-            memory_limit=0,  # measure, do not spill or pause
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with _local_client(args.workers, measure=True) as client:
         modes = ["sharded"] if args.skip_exact else ["exact", "sharded"]
         # warm-up: numba compiles (or loads its cache) in each worker once, not in the timing
         # (10,000 rows per shard: the pruned kernels too)
@@ -194,8 +207,6 @@ def cli_main(argv: list[str]) -> None:
     import os
     import subprocess
 
-    from distributed import Client, LocalCluster
-
     ap = argparse.ArgumentParser(description="driver peak RSS of the rank CLI on a Zarr store")
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--dim", type=int, default=128)
@@ -225,17 +236,7 @@ def cli_main(argv: list[str]) -> None:
         before = [m for m in args.before_modes.split(",") if m]
         runs[:0] = [(f"before (driver loads), --mode {m}", args.before_src, m) for m in before]
     rows = []
-    with (
-        LocalCluster(
-            n_workers=args.workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.ERROR,
-            memory_limit=0,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with _local_client(args.workers, measure=True) as client:
         address = client.scheduler.address
         for label, src, mode in runs:
             out = work / f"order-{len(rows)}.csv"
@@ -272,7 +273,6 @@ def main() -> None:
     if sys.argv[1:2] == ["cli"]:
         cli_main(sys.argv[2:])
         return
-    from distributed import Client, LocalCluster
 
     from enrich.distributed.rank import rank as rank_on_dask
     from enrich.select import rank
@@ -302,16 +302,7 @@ def main() -> None:
     rows.append(("exact, in-process", sec, exact_sim, len(exact_order)))
     print(f"exact in-process: {sec:.1f}s", flush=True)
 
-    with (
-        LocalCluster(
-            n_workers=args.workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.ERROR,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with _local_client(args.workers) as client:
         t = time.perf_counter()
         on_worker = rank_on_dask(X, client, initial=1, budget=k, seed=args.seed)
         sec = time.perf_counter() - t
@@ -440,37 +431,10 @@ def clustered_store(path: Path, n: int, d: int, *, chunk_rows: int, seed: int) -
     return time.perf_counter() - t
 
 
-def _start_sampler(dask_worker: object) -> None:
-    """In each worker: a thread recording the process's peak RSS (on the worker object, which
-    outlives this function: client.run unpickles a fresh copy of each function)."""
-    import threading
-
-    import psutil
-
-    peak = {"rss": 0.0, "on": 1.0}
-    dask_worker._enrich_peak = peak  # type: ignore[attr-defined]
-    proc = psutil.Process()
-
-    def run() -> None:
-        while peak["on"]:
-            peak["rss"] = max(peak["rss"], proc.memory_info().rss)
-            time.sleep(0.2)
-
-    threading.Thread(target=run, daemon=True).start()
-
-
-def _stop_sampler(dask_worker: object) -> float:
-    peak = dask_worker._enrich_peak  # type: ignore[attr-defined]
-    peak["on"] = 0.0
-    return float(peak["rss"]) / 2**20
-
-
 def redundancy_main(argv: list[str]) -> None:
-    import logging
     import tempfile
 
     import psutil
-    from distributed import Client, LocalCluster
 
     from enrich.approximate import ApproxOptions
     from enrich.distributed._rows import StoreRows
@@ -506,19 +470,9 @@ def redundancy_main(argv: list[str]) -> None:
     driver_rss = psutil.Process().memory_info().rss / 2**20
     print(f"driver RSS after opening the store (ids only): {driver_rss:.0f} MiB", flush=True)
     table = []
-    with (
-        LocalCluster(
-            n_workers=args.workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.ERROR,
-            memory_limit=0,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with _local_client(args.workers, measure=True) as client:
         if not args.skip_approximate:
-            client.run(_start_sampler)
+            client.run(_worker_peak_start)
             t = time.perf_counter()
             r = approximate(
                 rows,
@@ -528,7 +482,7 @@ def redundancy_main(argv: list[str]) -> None:
                 ),
             )
             sec = time.perf_counter() - t
-            peaks = list(client.run(_stop_sampler).values())
+            peaks = [v / 2**20 for v in client.run(_worker_peak_start).values()]
             a = r.info["approximate"]
             rec = a["recall"]
             print(
@@ -568,7 +522,7 @@ def redundancy_main(argv: list[str]) -> None:
             )
             chosen = [tasks[k] for k in pick]
             tiles = sum(len(t) for t in chosen)
-            client.run(_start_sampler)
+            client.run(_worker_peak_start)
             t = time.perf_counter()
             futures = [
                 client.submit(_fold_tiles, rows, tl, 0.95, args.block, False, pure=False)
@@ -576,7 +530,7 @@ def redundancy_main(argv: list[str]) -> None:
             ]
             client.gather(futures)
             sec = time.perf_counter() - t
-            peaks = list(client.run(_stop_sampler).values())
+            peaks = [v / 2**20 for v in client.run(_worker_peak_start).values()]
             full = sec * total_tiles / tiles
             print(
                 f"exact: {tiles:,} of {total_tiles:,} tiles ({len(chosen)} of {len(tasks)} "
@@ -625,8 +579,6 @@ worker (as the ``sharded`` section).
 
 def coreset_main(argv: list[str]) -> None:
     import os
-
-    from distributed import Client, LocalCluster
 
     import enrich.distributed.rank as dask_rank
     from enrich.select import rank
@@ -677,17 +629,7 @@ def coreset_main(argv: list[str]) -> None:
         cover_seconds.append(time.perf_counter() - t0)
         return out
 
-    with (
-        LocalCluster(
-            n_workers=args.workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.ERROR,
-            memory_limit=0,  # measure, do not spill or pause
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with _local_client(args.workers, measure=True) as client:
         # warm-up: numba compiles (or loads its cache) in each worker, not in the timing
         dask_rank.rank(X[:20000], client, mode="composable", initial=1, budget=500, seed=0)
         idle = client.run(_worker_peak_start)

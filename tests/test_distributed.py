@@ -17,6 +17,7 @@ import pytest
 
 pytest.importorskip("distributed")
 
+from _worker_faults import DieOnce, pixels_setup
 from enrich.cli import main
 from enrich.distributed import parse_scheduler
 from enrich.errors import EnrichError
@@ -590,49 +591,19 @@ def test_embed_on_dask_writes_the_same_workspace(client, png_folder: Path, tmp_p
     assert sorted(Path(p).name for p in skipped) == ["broken.png", "truncated.png"]
 
 
-class _DieOnce:
-    """A preprocess that kills its worker process at its `at`-th image, once (marker file)."""
-
-    def __init__(self, inner: object, marker: str, at: int) -> None:
-        self.inner, self.marker, self.at, self.seen = inner, marker, at, 0
-
-    def __getattr__(self, name: str) -> object:
-        if name in ("inner", "marker", "at", "seen"):  # not set yet while unpickling
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    def __call__(self, img: np.ndarray) -> np.ndarray:
-        self.seen += 1
-        if self.seen == self.at and not os.path.exists(self.marker):
-            Path(self.marker).write_text("killed")
-            os.kill(os.getpid(), signal.SIGKILL)
-        return self.inner(img)  # type: ignore[operator]
-
-
 @pytest.mark.slow
 def test_a_worker_dying_mid_shard_loses_nothing(client, png_folder: Path, tmp_path: Path) -> None:
-    import cloudpickle
-
-    from enrich import io
     from enrich.distributed.embed import embed_shards
-    from enrich.embed.api import read_images
     from enrich.embed.pixels import PixelsEmbedder
-    from enrich.preprocess import Preprocess
 
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests
-    found = io.discover([str(png_folder)])
-    rows = found.manifest.reset_index(drop=True)
-    pp = Preprocess()
-    ids, images = read_images(rows, pp, read_options=found.options, skipped=[])
+    rows, pp, options, ids, images, model = pixels_setup(png_folder, tmp_path / "model")
     assert Path(rows["source_path"].iloc[-1]).name.startswith("x")  # read after truncated.png
-    model = PixelsEmbedder(latent_dim=8).fit(images, ids=ids)
-    model.save(tmp_path / "model")
     marker = tmp_path / "died"
     got_ids, got, skips = embed_shards(
         rows,
         # dies at the last image, after the truncated file was read and skipped
-        _DieOnce(pp, str(marker), at=len(ids)),  # type: ignore[arg-type]
-        found.options,
+        DieOnce(pp, str(marker), at=len(ids)),  # type: ignore[arg-type]
+        options,
         tmp_path / "model",
         PixelsEmbedder,
         16,

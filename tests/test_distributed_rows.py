@@ -15,6 +15,7 @@ import pytest
 pytest.importorskip("distributed")
 pytest.importorskip("zarr")
 
+from _worker_faults import DieOnce, pixels_setup
 from enrich.cli import main
 from enrich.distributed._rows import StoreRows
 from enrich.distributed.store import save_zarr
@@ -271,54 +272,19 @@ def test_an_interrupted_store_write_never_looks_complete(client, tmp_path: Path)
     ]
 
 
-class _DieOnce:
-    """A preprocess that kills its worker process at its `at`-th image, once (marker file)."""
-
-    def __init__(self, inner: object, marker: str, at: int) -> None:
-        self.inner, self.marker, self.at, self.seen = inner, marker, at, 0
-
-    def __getattr__(self, name: str) -> object:
-        if name in ("inner", "marker", "at", "seen"):  # not set yet while unpickling
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    def __call__(self, img: np.ndarray) -> np.ndarray:
-        import os
-        import signal
-
-        self.seen += 1
-        if self.seen == self.at and not os.path.exists(self.marker):
-            Path(self.marker).write_text("killed")
-            os.kill(os.getpid(), signal.SIGKILL)
-        return self.inner(img)  # type: ignore[operator]
-
-
 @pytest.mark.slow
 def test_a_worker_dying_while_staging_loses_nothing(client, pngs: Path, tmp_path: Path) -> None:
-    import sys
-
-    import cloudpickle
-
-    from enrich import io
     from enrich.distributed.embed import embed_shards
     from enrich.distributed.store import load_zarr
-    from enrich.embed.api import read_images
     from enrich.embed.pixels import PixelsEmbedder
-    from enrich.preprocess import Preprocess
 
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests
-    found = io.discover([str(pngs)])
-    rows = found.manifest.reset_index(drop=True)
-    pp = Preprocess()
-    ids, images = read_images(rows, pp, read_options=found.options, skipped=[])
-    model = PixelsEmbedder(latent_dim=8).fit(images, ids=ids)
-    model.save(tmp_path / "model")
+    rows, pp, options, ids, images, model = pixels_setup(pngs, tmp_path / "model")
     marker = tmp_path / "died"
     staging = tmp_path / ".embeddings.zarr.parts-1"
     got_ids, staged, skips = embed_shards(
         rows,
-        _DieOnce(pp, str(marker), at=20),  # type: ignore[arg-type]
-        found.options,
+        DieOnce(pp, str(marker), at=20),  # type: ignore[arg-type]
+        options,
         tmp_path / "model",
         PixelsEmbedder,
         16,

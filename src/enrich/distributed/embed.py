@@ -244,7 +244,13 @@ class StagedVectors:
         import shutil
         from pathlib import Path
 
-        from enrich.distributed.store import DEFAULT_CHUNK_ROWS, FORMAT, VERSION, _zarr
+        from enrich.distributed.store import (
+            DEFAULT_CHUNK_ROWS,
+            FORMAT,
+            VERSION,
+            _zarr,
+            replace_store,
+        )
 
         zarr = _zarr()
         n, d = self.shape
@@ -295,11 +301,7 @@ class StagedVectors:
             group.attrs.update(
                 {"format": FORMAT, "version": VERSION, "n_images": n, "dim": d, "fingerprint": fp}
             )
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            if final.exists():
-                os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
+            replace_store(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return fp

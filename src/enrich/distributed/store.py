@@ -130,13 +130,19 @@ def save_zarr(
                 "fingerprint": fingerprint(vectors, ids),
             }
         )
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_store(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def replace_store(tmp: Path, target: Path) -> None:
+    """Put the finished store `tmp` at `target`: the old store (if any) is moved aside, the
+    new one renamed into place, then the old one removed, so `target` is never half-written."""
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def open_zarr(path: str | os.PathLike[str]) -> LazyEmbeddings:

@@ -521,33 +521,23 @@ def tables() -> dict[str, str]:
     clips = clip_redundancy_table()
     if clips is not None:
         out["redundancy_clips"] = clips
-    for study in BENCHMARKS:
+    for study in (*BENCHMARKS, *STRATEGY_STUDIES):
         t = load_results(study)
         if t is None:
             continue
+        every_strategy = study in STRATEGY_STUDIES
         spi = float(_meta(study).get("seconds_per_image", 3.0))
         out[f"{study}.sizes"] = per_size_table(t)
+        if every_strategy:
+            out[f"{study}.holm"] = holm_table(t)
+            out[f"{study}.efficiency"] = efficiency_table(t)
         if (t["strategy"] == "full").any():
             out[f"{study}.headline"] = headline_table(t, seconds_per_image=spi)
         out[f"{study}.pooled"] = pooled_table(t)
-        cov = coverage_table(study)
-        if cov is not None:
-            out[f"{study}.coverage"] = cov
-    for study in STRATEGY_STUDIES:
-        t = load_results(study)
-        if t is None:
-            continue
-        spi = float(_meta(study).get("seconds_per_image", 3.0))
-        out[f"{study}.sizes"] = per_size_table(t)
-        out[f"{study}.holm"] = holm_table(t)
-        out[f"{study}.efficiency"] = efficiency_table(t)
-        if (t["strategy"] == "full").any():
-            out[f"{study}.headline"] = headline_table(t, seconds_per_image=spi)
-        out[f"{study}.pooled"] = pooled_table(t)
-        for tag, block in (
-            ("coverage", coverage_table(study)),
-            ("diversity", diversity_table(study)),
-        ):
+        blocks = {"coverage": coverage_table(study)}
+        if every_strategy:
+            blocks["diversity"] = diversity_table(study)
+        for tag, block in blocks.items():
             if block is not None:
                 out[f"{study}.{tag}"] = block
     for name, runs in REPLICATES.items():
